@@ -1,0 +1,263 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ncruces/go-sqlite3"
+	sqlitedriver "github.com/ncruces/go-sqlite3/driver"
+	"github.com/ncruces/go-sqlite3/gormlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/unjuno/flm/core/flmerr"
+)
+
+// Kind names one of FLM's two databases.
+type Kind string
+
+// The two databases.
+const (
+	Config   Kind = "config"
+	Security Kind = "security"
+)
+
+// FileName is the file a kind lives in, inside the data dir.
+func (k Kind) FileName() string { return string(k) + ".db" }
+
+// appID marks a SQLite file as FLM's (PRAGMA application_id), so a restore
+// can tell an FLM backup from any other SQLite file.
+func (k Kind) appID() int32 {
+	if k == Security {
+		return 0x464c4d53 // "FLMS"
+	}
+	return 0x464c4d43 // "FLMC"
+}
+
+func kindOfAppID(id int32) (Kind, bool) {
+	for _, k := range []Kind{Config, Security} {
+		if k.appID() == id {
+			return k, true
+		}
+	}
+	return "", false
+}
+
+// BusyTimeout is how long a statement waits for another process's lock.
+const BusyTimeout = 15 * time.Second
+
+var sqliteHeader = []byte("SQLite format 3\x00")
+
+// DB is one open FLM database.
+type DB struct {
+	Kind Kind
+	Path string
+	gdb  *gorm.DB
+	// version is the schema version found (or reached by migration).
+	version int
+	// readOnly, when set, is the DB_READ_ONLY error every write returns.
+	readOnly error
+}
+
+// Version is the database's schema version.
+func (d *DB) Version() int { return d.version }
+
+// ReadOnly returns the reason writes are refused, or nil.
+func (d *DB) ReadOnly() error { return d.readOnly }
+
+// Close closes the database.
+func (d *DB) Close() error { return closeGorm(d.gdb) }
+
+func closeGorm(g *gorm.DB) error {
+	sdb, err := g.DB()
+	if err != nil {
+		return err
+	}
+	return sdb.Close()
+}
+
+func dsn(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()))
+	if readOnly {
+		q.Set("mode", "ro")
+	} else {
+		q.Set("_txlock", "immediate")
+		q.Add("_pragma", "journal_mode(wal)")
+		q.Add("_pragma", "synchronous(normal)")
+	}
+	q.Add("_pragma", "foreign_keys(on)")
+	u := url.URL{Scheme: "file", OmitHost: true, Path: filepath.ToSlash(path), RawQuery: q.Encode()}
+	return u.String()
+}
+
+func openGorm(path string, readOnly bool) (*gorm.DB, error) {
+	g, err := gorm.Open(gormlite.Open(dsn(path, readOnly)), &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true})
+	if err != nil {
+		return nil, err
+	}
+	sdb, err := g.DB()
+	if err != nil {
+		return nil, err
+	}
+	sdb.SetMaxOpenConns(4)
+	sdb.SetConnMaxIdleTime(time.Minute)
+	return g, nil
+}
+
+// Open opens (creating if needed) the database of kind in dir and migrates
+// it. A failed migration is not an error: the DB is opened read-only and
+// ReadOnly says why. Errors name the file.
+func Open(ctx context.Context, dir string, kind Kind) (*DB, error) {
+	path := filepath.Join(dir, kind.FileName())
+	if err := prepareFile(path); err != nil {
+		return nil, err
+	}
+	g, err := openGorm(path, false)
+	if err != nil {
+		return nil, dbErr(path, "open", err)
+	}
+	d := &DB{Kind: kind, Path: path, gdb: g}
+	if err := d.checkAppID(ctx); err != nil {
+		_ = d.Close()
+		return nil, err
+	}
+	if merr := d.migrate(ctx); merr != nil {
+		_ = d.Close()
+		ro, err := openGorm(path, true)
+		if err != nil {
+			return nil, dbErr(path, "open read-only", err)
+		}
+		d.gdb = ro
+		d.readOnly = &flmerr.Error{
+			Code: flmerr.DBReadOnly,
+			Message: fmt.Sprintf("%s is read-only: %s. To recover, restore a backup (`flm security backup list`, then `flm security backup restore --file <file>`) or upgrade flm if the file was written by a newer version",
+				path, merr.Error()),
+			Err: merr,
+		}
+	}
+	restrictSidecars(path)
+	return d, nil
+}
+
+// prepareFile creates path 0600 if missing and refuses a file that is not
+// SQLite, before the driver can misread it.
+func prepareFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return flmerr.Wrap(err, flmerr.IOError, "open %s", path)
+	}
+	defer f.Close()
+	if err := f.Chmod(0o600); err != nil {
+		return flmerr.Wrap(err, flmerr.IOError, "restrict permissions of %s", path)
+	}
+	head := make([]byte, len(sqliteHeader))
+	n, err := io.ReadFull(f, head)
+	if n == 0 && (err == io.EOF) {
+		return nil // new, empty file
+	}
+	if err != nil && err != io.ErrUnexpectedEOF {
+		return flmerr.Wrap(err, flmerr.IOError, "read %s", path)
+	}
+	if !bytes.Equal(head[:n], sqliteHeader) {
+		return flmerr.New(flmerr.DBError, "%s is not an SQLite database (it may be corrupted or overwritten); move it away and restore a backup with `flm security backup restore --file <file>`", path)
+	}
+	return nil
+}
+
+// restrictSidecars narrows the WAL and shared-memory files to 0600: the
+// driver creates them with the process umask.
+func restrictSidecars(path string) {
+	for _, s := range []string{"-wal", "-shm"} {
+		_ = os.Chmod(path+s, 0o600)
+	}
+}
+
+func (d *DB) checkAppID(ctx context.Context) error {
+	var id int32
+	if err := d.gdb.WithContext(ctx).Raw("PRAGMA application_id").Scan(&id).Error; err != nil {
+		return dbErr(d.Path, "read application id", err)
+	}
+	if id != 0 && id != d.Kind.appID() {
+		other, ok := kindOfAppID(id)
+		if ok {
+			return flmerr.New(flmerr.DBError, "%s holds FLM's %s database, not its %s database; move it away or restore a backup", d.Path, other, d.Kind)
+		}
+		return flmerr.New(flmerr.DBError, "%s is an SQLite file of another program (application_id %#x), not FLM's %s database", d.Path, id, d.Kind)
+	}
+	return nil
+}
+
+// dbErr classifies a driver error: a full disk or unwritable file is
+// IO_ERROR, anything else DB_ERROR; the message names the file.
+func dbErr(path, op string, err error) error {
+	var fe *flmerr.Error
+	if errors.As(err, &fe) {
+		return err
+	}
+	switch {
+	case errors.Is(err, sqlite3.FULL):
+		return flmerr.Wrap(err, flmerr.IOError, "%s %s: the disk is full; nothing was changed", op, path)
+	case errors.Is(err, sqlite3.READONLY), errors.Is(err, sqlite3.CANTOPEN), errors.Is(err, sqlite3.IOERR), errors.Is(err, sqlite3.PERM):
+		return flmerr.Wrap(err, flmerr.IOError, "%s %s", op, path)
+	case errors.Is(err, sqlite3.NOTADB), errors.Is(err, sqlite3.CORRUPT):
+		return flmerr.Wrap(err, flmerr.DBError, "%s %s: the file is damaged; restore a backup with `flm security backup restore --file <file>`", op, path)
+	}
+	return flmerr.Wrap(err, flmerr.DBError, "%s %s", op, path)
+}
+
+// read runs fn for a read.
+func (d *DB) read(ctx context.Context, op string, fn func(*gorm.DB) error) error {
+	if err := fn(d.gdb.WithContext(ctx)); err != nil {
+		return dbErr(d.Path, op, err)
+	}
+	return nil
+}
+
+// write runs fn in one IMMEDIATE transaction, or refuses in read-only mode.
+func (d *DB) write(ctx context.Context, op string, fn func(*gorm.DB) error) error {
+	if d.readOnly != nil {
+		return d.readOnly
+	}
+	err := d.gdb.WithContext(ctx).Transaction(fn)
+	if err != nil {
+		return dbErr(d.Path, op, err)
+	}
+	return nil
+}
+
+// rawConn runs fn with the driver's connection (online backup API).
+func (d *DB) rawConn(ctx context.Context, fn func(*sqlite3.Conn) error) error {
+	sdb, err := d.gdb.DB()
+	if err != nil {
+		return err
+	}
+	conn, err := sdb.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(c any) error {
+		dc, ok := c.(sqlitedriver.Conn)
+		if !ok {
+			return fmt.Errorf("unexpected driver connection %T", c)
+		}
+		return fn(dc.Raw())
+	})
+}
+
+// Ping checks that the database answers.
+func (d *DB) Ping(ctx context.Context) error {
+	sdb, err := d.gdb.DB()
+	if err != nil {
+		return err
+	}
+	return sdb.PingContext(ctx)
+}

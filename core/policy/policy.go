@@ -1,0 +1,337 @@
+package policy
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/unjuno/flm/core/flmerr"
+)
+
+// MaxDocumentBytes bounds a policy document, before and after normalization.
+const MaxDocumentBytes = 1 << 20
+
+// MaxRate bounds rpm and burst. It is far above any useful value and keeps
+// limiter arithmetic away from overflow.
+const MaxRate = 1_000_000
+
+// DefaultDocument is the policy a new store is seeded with: every client IP
+// allowed, no cross-origin access, no rate limits.
+const DefaultDocument = `{"ip_whitelist":[],"cors":{"allowed_origins":[]}}`
+
+// Document field names.
+const (
+	fieldIPWhitelist    = "ip_whitelist"
+	fieldTrustedProxies = "trusted_proxy_ips"
+	fieldCORS           = "cors"
+	fieldRateLimit      = "rate_limit"
+	fieldIPRateLimit    = "ip_rate_limit"
+	fieldOrigins        = "allowed_origins"
+	fieldRPM            = "rpm"
+	fieldBurst          = "burst"
+)
+
+var topLevelFields = []string{fieldIPWhitelist, fieldTrustedProxies, fieldCORS, fieldRateLimit, fieldIPRateLimit}
+
+// RateLimit is a token bucket: RPM tokens per minute, at most
+// EffectiveBurst tokens saved up. RPM 0 turns the limit off.
+type RateLimit struct {
+	RPM   int `json:"rpm"`
+	Burst int `json:"burst,omitempty"`
+}
+
+// EffectiveBurst is Burst, or RPM when Burst is unset, so {"rpm": 60} allows
+// a minute's worth of requests at once and no more.
+func (r RateLimit) EffectiveBurst() int {
+	if r.Burst <= 0 {
+		return r.RPM
+	}
+	return r.Burst
+}
+
+// CORS is the cors object. AllowedOrigins holds normalized origins
+// ("https://app.example", "http://localhost:5173") or "*".
+type CORS struct {
+	AllowedOrigins []string `json:"allowed_origins"`
+
+	extra []field
+}
+
+// Policy is a validated policy document. Parse never returns empty non-nil
+// slices, so policies that mean the same compare equal with reflect.DeepEqual.
+type Policy struct {
+	IPWhitelist     []string
+	TrustedProxyIPs []string
+	CORS            CORS
+	RateLimit       *RateLimit // nil = off
+	IPRateLimit     *RateLimit // nil = off
+
+	extra []field // top-level fields this version does not know, in document order
+}
+
+// field is a kept, uninterpreted member: its decoded name and compacted value.
+type field struct {
+	name string
+	raw  []byte
+}
+
+// Default returns the seed policy, the one DefaultDocument describes.
+func Default() Policy { return Policy{} }
+
+func invalid(format string, args ...any) error {
+	return flmerr.New(flmerr.PolicyInvalid, format, args...)
+}
+
+// Parse validates a whole policy document. Every failure is an
+// *flmerr.Error with code POLICY_INVALID whose message names the field and
+// the offending value.
+func Parse(doc []byte) (Policy, error) {
+	if len(doc) > MaxDocumentBytes {
+		return Policy{}, invalid("document is %d bytes; the limit is %d", len(doc), MaxDocumentBytes)
+	}
+	if !utf8.Valid(doc) {
+		return Policy{}, invalid("document is not valid UTF-8 (first bad byte at offset %d)", firstInvalidUTF8(doc))
+	}
+	if len(bytes.TrimLeft(doc, " \t\r\n")) == 0 {
+		return Policy{}, invalid("document is empty; the smallest policy is {}")
+	}
+	root, err := parseDocument(doc)
+	if err != nil {
+		return Policy{}, invalid("%s", err.Error())
+	}
+	var p Policy
+	for _, m := range root.members {
+		switch m.key {
+		case fieldIPWhitelist:
+			p.IPWhitelist, err = parseIPList(m.key, m.val)
+		case fieldTrustedProxies:
+			p.TrustedProxyIPs, err = parseIPList(m.key, m.val)
+		case fieldCORS:
+			p.CORS, err = parseCORS(doc, m.val)
+		case fieldRateLimit, fieldIPRateLimit:
+			var rl *RateLimit
+			rl, err = parseRateLimit(m.key, m.val)
+			if m.key == fieldRateLimit {
+				p.RateLimit = rl
+			} else {
+				p.IPRateLimit = rl
+			}
+		default:
+			if err = checkCase(m.key, "", topLevelFields...); err == nil {
+				p.extra = append(p.extra, field{name: m.key, raw: appendCompact(nil, doc, m.val)})
+			}
+		}
+		if err != nil {
+			return Policy{}, err
+		}
+	}
+	// Document adds the fields DefaultDocument always carries, so a document
+	// just under the limit could otherwise be accepted and then stored in a
+	// form that no longer parses.
+	if n := len(p.Document()); n > MaxDocumentBytes {
+		return Policy{}, invalid("document is %d bytes once normalized; the limit is %d", n, MaxDocumentBytes)
+	}
+	return p, nil
+}
+
+func firstInvalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return len(b)
+}
+
+// checkCase rejects a key that differs from a known one only in case (or by
+// Unicode folding): encoding/json would take it for the known field, this
+// package would keep it as unknown, and the two readings must never differ.
+func checkCase(key, where string, known ...string) error {
+	for _, k := range known {
+		if strings.EqualFold(key, k) {
+			return invalid("%sunknown field %s: keys are case-sensitive; did you mean %q?", where, quote(key), k)
+		}
+	}
+	return nil
+}
+
+func parseIPList(name string, v value) ([]string, error) {
+	if v.kind != kindArray {
+		return nil, invalid("%s: must be an array of IP addresses or CIDRs, got %s", name, describe(v))
+	}
+	var out []string
+	for i, el := range v.elems {
+		if el.kind != kindString {
+			return nil, invalid("%s[%d]: must be a string (an IP address or CIDR), got %s", name, i, describe(el))
+		}
+		if _, reason := parseIPEntry(el.text); reason != "" {
+			return nil, invalid("%s[%d]: %s %s", name, i, quote(el.text), reason)
+		}
+		out = append(out, el.text)
+	}
+	return out, nil
+}
+
+func parseCORS(doc []byte, v value) (CORS, error) {
+	if v.kind != kindObject {
+		return CORS{}, invalid(`cors: must be an object like {"allowed_origins": ["https://app.example"]}, got %s`, describe(v))
+	}
+	var c CORS
+	for _, m := range v.members {
+		if m.key != fieldOrigins {
+			if err := checkCase(m.key, "cors: ", fieldOrigins); err != nil {
+				return CORS{}, err
+			}
+			c.extra = append(c.extra, field{name: m.key, raw: appendCompact(nil, doc, m.val)})
+			continue
+		}
+		if m.val.kind != kindArray {
+			return CORS{}, invalid(`cors.allowed_origins: must be an array of origins ("https://host[:port]") or ["*"], got %s`, describe(m.val))
+		}
+		for i, el := range m.val.elems {
+			if el.kind != kindString {
+				return CORS{}, invalid("cors.allowed_origins[%d]: must be a string, got %s", i, describe(el))
+			}
+			if el.text == "*" {
+				c.AllowedOrigins = append(c.AllowedOrigins, "*")
+				continue
+			}
+			norm, reason := normalizeOrigin(el.text)
+			if reason != "" {
+				return CORS{}, invalid("cors.allowed_origins[%d]: %s is not an origin (scheme://host[:port] or \"*\"): %s", i, quote(el.text), reason)
+			}
+			c.AllowedOrigins = append(c.AllowedOrigins, norm)
+		}
+	}
+	return c, nil
+}
+
+func parseRateLimit(name string, v value) (*RateLimit, error) {
+	if v.kind != kindObject {
+		return nil, invalid(`%s: must be an object like {"rpm": 60, "burst": 10}, got %s`, name, describe(v))
+	}
+	var rl RateLimit
+	hasRPM := false
+	for _, m := range v.members {
+		var dst *int
+		switch m.key {
+		case fieldRPM:
+			dst, hasRPM = &rl.RPM, true
+		case fieldBurst:
+			dst = &rl.Burst
+		default:
+			return nil, invalid("%s: unknown field %s (allowed: rpm, burst)", name, quote(m.key))
+		}
+		n, ok := parseRate(m.val)
+		if !ok {
+			return nil, invalid("%s.%s: must be an integer between 0 and %d, got %s", name, m.key, MaxRate, describe(m.val))
+		}
+		*dst = n
+	}
+	if !hasRPM {
+		return nil, invalid("%s.rpm: required (requests per minute; 0 turns the limit off)", name)
+	}
+	return &rl, nil
+}
+
+// parseRate accepts only a plain integer literal: 1e3 and 60.0 are exact
+// integers, but accepting them would invite 1.5 and 1e400 to be "rounded".
+func parseRate(v value) (int, bool) {
+	if v.kind != kindNumber || len(v.text) > len(strconv.Itoa(MaxRate)) {
+		return 0, false
+	}
+	for i := 0; i < len(v.text); i++ {
+		if c := v.text[i]; c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.Atoi(v.text)
+	if err != nil || n > MaxRate {
+		return 0, false
+	}
+	return n, true
+}
+
+// Validate reports whether p, which may have been built in code rather than
+// by Parse, is a policy Parse would accept.
+func (p Policy) Validate() error {
+	_, err := Parse(p.Document())
+	return err
+}
+
+// Document returns p as compact JSON: the known fields in a fixed order,
+// then the kept unknown fields in their original order. For a Policy from
+// Parse, Parse(p.Document()) returns an equal Policy and Document is a fixed
+// point.
+func (p Policy) Document() []byte {
+	b := make([]byte, 0, 128)
+	b = append(b, `{"ip_whitelist":`...)
+	b = appendStrings(b, p.IPWhitelist)
+	if len(p.TrustedProxyIPs) > 0 {
+		b = append(b, `,"trusted_proxy_ips":`...)
+		b = appendStrings(b, p.TrustedProxyIPs)
+	}
+	b = append(b, `,"cors":{"allowed_origins":`...)
+	b = appendStrings(b, p.CORS.AllowedOrigins)
+	b = appendFields(b, p.CORS.extra)
+	b = append(b, '}')
+	if p.RateLimit != nil {
+		b = append(b, `,"rate_limit":`...)
+		b = appendRateLimit(b, *p.RateLimit)
+	}
+	if p.IPRateLimit != nil {
+		b = append(b, `,"ip_rate_limit":`...)
+		b = appendRateLimit(b, *p.IPRateLimit)
+	}
+	b = appendFields(b, p.extra)
+	return append(b, '}')
+}
+
+// MarshalJSON returns Document, so a Policy embedded in other JSON (CLI
+// output) shows the document itself.
+func (p Policy) MarshalJSON() ([]byte, error) { return p.Document(), nil }
+
+// UnmarshalJSON applies Parse, so decoding a Policy can never bypass
+// validation.
+func (p *Policy) UnmarshalJSON(b []byte) error {
+	q, err := Parse(b)
+	if err != nil {
+		return err
+	}
+	*p = q
+	return nil
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, s)
+	}
+	return append(b, ']')
+}
+
+func appendFields(b []byte, fs []field) []byte {
+	for _, f := range fs {
+		b = append(b, ',')
+		b = appendString(b, f.name)
+		b = append(b, ':')
+		b = append(b, f.raw...)
+	}
+	return b
+}
+
+func appendRateLimit(b []byte, r RateLimit) []byte {
+	b = append(b, `{"rpm":`...)
+	b = strconv.AppendInt(b, int64(r.RPM), 10)
+	if r.Burst != 0 {
+		b = append(b, `,"burst":`...)
+		b = strconv.AppendInt(b, int64(r.Burst), 10)
+	}
+	return append(b, '}')
+}

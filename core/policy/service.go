@@ -1,0 +1,87 @@
+package policy
+
+import (
+	"context"
+	"time"
+
+	"github.com/unjuno/flm/core/flmerr"
+)
+
+// Store is the persistence port for the one policy, id "default".
+//
+// Get returns the stored document and when it was last set. Implementations
+// seed DefaultDocument (at migration), so Get never reports not-found on a
+// migrated store. Put replaces the whole document atomically. Both copy the
+// bytes they are given or return, and are safe for concurrent use. Errors
+// carry their own flmerr codes (DB_ERROR, DB_READ_ONLY, ...). policytest.Run
+// checks an implementation against this contract.
+type Store interface {
+	Get(ctx context.Context) (doc []byte, updatedAt time.Time, err error)
+	Put(ctx context.Context, doc []byte, at time.Time) error
+}
+
+// Stored is the policy as stored, with the time it was last set.
+type Stored struct {
+	Policy    Policy    `json:"policy"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Service is the policy use case behind `flm security policy show|set` and
+// the UI.
+type Service struct {
+	Store Store
+	Now   func() time.Time // nil means time.Now
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	// Round(0) drops the monotonic reading, which means nothing once stored.
+	return time.Now().Round(0)
+}
+
+func (s *Service) store() (Store, error) {
+	if s == nil || s.Store == nil {
+		return nil, flmerr.New(flmerr.Internal, "policy service has no store")
+	}
+	return s.Store, nil
+}
+
+// Show returns the stored policy. A stored document that no longer parses
+// is reported as POLICY_INVALID, never replaced by a default: a broken
+// policy must be fixed, not silently opened up.
+func (s *Service) Show(ctx context.Context) (Stored, error) {
+	st, err := s.store()
+	if err != nil {
+		return Stored{}, err
+	}
+	doc, at, err := st.Get(ctx)
+	if err != nil {
+		return Stored{}, err
+	}
+	p, err := Parse(doc)
+	if err != nil {
+		return Stored{}, flmerr.Wrap(err, flmerr.PolicyInvalid,
+			"the stored security policy is invalid; replace it with `flm security policy set`")
+	}
+	return Stored{Policy: p, UpdatedAt: at}, nil
+}
+
+// Set validates doc and, only if it is valid, replaces the stored policy
+// with its normalized form (Policy.Document).
+func (s *Service) Set(ctx context.Context, doc []byte) (Stored, error) {
+	st, err := s.store()
+	if err != nil {
+		return Stored{}, err
+	}
+	p, err := Parse(doc)
+	if err != nil {
+		return Stored{}, err
+	}
+	at := s.now()
+	if err := st.Put(ctx, p.Document(), at); err != nil {
+		return Stored{}, err
+	}
+	return Stored{Policy: p, UpdatedAt: at}, nil
+}

@@ -1,0 +1,123 @@
+// Package proxyctl holds the proxy's configuration and the handle that
+// describes a running proxy (PRODUCT.md §4, §6, §7, §8).
+package proxyctl
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Mode is a TLS mode.
+type Mode string
+
+// The modes.
+const (
+	LocalHTTP     Mode = "local-http"
+	DevSelfSigned Mode = "dev-selfsigned"
+	HTTPSACME     Mode = "https-acme"
+	PackagedCA    Mode = "packaged-ca"
+)
+
+// EgressMode says how the proxy reaches engines that are not on loopback.
+type EgressMode string
+
+// The egress modes.
+const (
+	EgressDirect EgressMode = "direct"
+	EgressTor    EgressMode = "tor"
+	EgressSOCKS5 EgressMode = "socks5"
+)
+
+// Egress is the proxy's egress configuration.
+type Egress struct {
+	Mode           EgressMode `json:"mode"`
+	SOCKS5Endpoint string     `json:"socks5_endpoint,omitempty"`
+	FailOpen       bool       `json:"fail_open"`
+}
+
+// Config is what `flm proxy start` asks for.
+type Config struct {
+	Mode   Mode   `json:"mode"`
+	Port   int    `json:"port"`
+	Bind   string `json:"bind"`
+	Egress Egress `json:"egress"`
+
+	ACMEEmail     string `json:"acme_email,omitempty"`
+	ACMEDomain    string `json:"acme_domain,omitempty"`
+	ACMEChallenge string `json:"acme_challenge,omitempty"`
+	DNSProvider   string `json:"dns_provider,omitempty"`
+}
+
+// DefaultConfig is local-http on 127.0.0.1:8080 with direct egress.
+func DefaultConfig() Config {
+	return Config{Mode: LocalHTTP, Port: 8080, Bind: "127.0.0.1", Egress: Egress{Mode: EgressDirect}}
+}
+
+// HTTPSPort is the HTTPS port of a TLS mode (port+1), or 0 for local-http.
+func (c Config) HTTPSPort() int {
+	if c.Mode == LocalHTTP {
+		return 0
+	}
+	return c.Port + 1
+}
+
+// Validate checks the parts of c that need no I/O.
+func (c Config) Validate() error {
+	switch c.Mode {
+	case LocalHTTP, DevSelfSigned, HTTPSACME, PackagedCA:
+	default:
+		return fmt.Errorf("mode %q: want local-http, dev-selfsigned, https-acme or packaged-ca", c.Mode)
+	}
+	maxPort := 65535
+	if c.Mode != LocalHTTP {
+		maxPort-- // port+1 must exist too
+	}
+	if c.Port < 1 || c.Port > maxPort {
+		return fmt.Errorf("port %d: want 1-%d", c.Port, maxPort)
+	}
+	if _, err := netip.ParseAddr(c.Bind); err != nil {
+		return fmt.Errorf("bind %q is not an IP address", c.Bind)
+	}
+	switch c.Egress.Mode {
+	case EgressDirect, EgressTor:
+	case EgressSOCKS5:
+		if c.Egress.SOCKS5Endpoint == "" {
+			return fmt.Errorf("egress socks5 needs --socks5-endpoint host:port")
+		}
+	default:
+		return fmt.Errorf("egress mode %q: want direct, tor or socks5", c.Egress.Mode)
+	}
+	if c.Mode == HTTPSACME && (c.ACMEEmail == "" || c.ACMEDomain == "") {
+		return fmt.Errorf("https-acme needs --acme-email and --acme-domain")
+	}
+	return nil
+}
+
+// Loopback reports whether c binds to a loopback address only.
+func (c Config) Loopback() bool {
+	a, err := netip.ParseAddr(c.Bind)
+	return err == nil && a.IsLoopback()
+}
+
+// URLs are the addresses a user can reach a proxy at. None shows 0.0.0.0.
+type URLs struct {
+	Local    string `json:"local"`
+	LAN      string `json:"lan,omitempty"`
+	External string `json:"external,omitempty"`
+}
+
+// Handle describes a proxy FLM started.
+type Handle struct {
+	ID         string    `json:"id"`
+	PID        int       `json:"pid"`
+	Port       int       `json:"port"`
+	HTTPSPort  int       `json:"https_port,omitempty"`
+	Mode       Mode      `json:"mode"`
+	ListenAddr string    `json:"listen_addr"`
+	URLs       URLs      `json:"urls"`
+	Egress     Egress    `json:"egress"`
+	StartedAt  time.Time `json:"started_at"`
+	Running    bool      `json:"running"`
+	LastError  string    `json:"last_error,omitempty"`
+}

@@ -1,0 +1,3 @@
+module github.com/unjuno/flm/engine-ollama
+
+go 1.26.0

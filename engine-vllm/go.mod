@@ -1,0 +1,3 @@
+module github.com/unjuno/flm/engine-vllm
+
+go 1.26.0
