@@ -99,8 +99,8 @@ func renderPath(path []pathSeg) string {
 	// A deep path of long keys would echo too much input; the innermost
 	// part is the useful one.
 	out := b.String()
-	if len(out) > 2*maxEcho {
-		n := len(out) - 2*maxEcho
+	if len(out) > maxEcho {
+		n := len(out) - maxEcho
 		for n < len(out) && !utf8.RuneStart(out[n]) {
 			n++
 		}

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ncruces/go-sqlite3"
@@ -90,7 +92,6 @@ func dsn(path string, readOnly bool) string {
 		q.Set("mode", "ro")
 	} else {
 		q.Set("_txlock", "immediate")
-		q.Add("_pragma", "journal_mode(wal)")
 		q.Add("_pragma", "synchronous(normal)")
 	}
 	q.Add("_pragma", "foreign_keys(on)")
@@ -128,6 +129,10 @@ func Open(ctx context.Context, dir string, kind Kind) (*DB, error) {
 	if err := d.checkAppID(ctx); err != nil {
 		_ = d.Close()
 		return nil, err
+	}
+	if err := d.ensureWAL(ctx); err != nil {
+		_ = d.Close()
+		return nil, dbErr(path, "switch to WAL", err)
 	}
 	if merr := d.migrate(ctx); merr != nil {
 		_ = d.Close()
@@ -170,6 +175,41 @@ func prepareFile(path string) error {
 		return flmerr.New(flmerr.DBError, "%s is not an SQLite database (it may be corrupted or overwritten); move it away and restore a backup with `flm security backup restore --file <file>`", path)
 	}
 	return nil
+}
+
+// ensureWAL switches the file to WAL mode once (the mode is persistent).
+// The switch needs an exclusive lock and SQLite does not wait for it through
+// the busy handler, so two flm processes creating the file at the same
+// moment retry here instead of failing with "database is locked".
+func (d *DB) ensureWAL(ctx context.Context) error {
+	deadline := time.Now().Add(BusyTimeout)
+	for {
+		var mode string
+		err := d.gdb.WithContext(ctx).Raw("PRAGMA journal_mode").Scan(&mode).Error
+		if err == nil && strings.EqualFold(mode, "wal") {
+			return nil
+		}
+		if err == nil {
+			err = d.gdb.WithContext(ctx).Raw("PRAGMA journal_mode = WAL").Scan(&mode).Error
+			if err == nil && strings.EqualFold(mode, "wal") {
+				return nil
+			}
+		}
+		if err != nil && !errors.Is(err, sqlite3.BUSY) && !errors.Is(err, sqlite3.LOCKED) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("journal mode is %q", mode)
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(5+rand.IntN(20)) * time.Millisecond):
+		}
+	}
 }
 
 // restrictSidecars narrows the WAL and shared-memory files to 0600: the
@@ -261,3 +301,7 @@ func (d *DB) Ping(ctx context.Context) error {
 	}
 	return sdb.PingContext(ctx)
 }
+
+// ExecForTest runs a statement outside the read-only guard. Tests use it to
+// simulate files written by other versions.
+func (d *DB) ExecForTest(stmt string) error { return d.gdb.Exec(stmt).Error }

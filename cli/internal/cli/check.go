@@ -1,0 +1,166 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/unjuno/flm/cli/internal/datadir"
+	"github.com/unjuno/flm/cli/internal/store"
+	"github.com/unjuno/flm/core/flmerr"
+	"github.com/unjuno/flm/core/policy"
+)
+
+// CheckCmd is `flm check`.
+type CheckCmd struct {
+	Verbose bool `help:"Also list checks that passed in text output."`
+}
+
+type checkResult struct {
+	Name    string `json:"name"`
+	Status  string `json:"status"`
+	Message string `json:"message"`
+}
+
+type checker struct{ results []checkResult }
+
+func (c *checker) add(name, status, format string, args ...any) {
+	c.results = append(c.results, checkResult{Name: name, Status: status, Message: fmt.Sprintf(format, args...)})
+}
+
+func (c *checker) status() string {
+	s := "ok"
+	for _, r := range c.results {
+		switch r.Status {
+		case "error":
+			return "error"
+		case "warning":
+			s = "warning"
+		}
+	}
+	return s
+}
+
+// Run validates files, permissions, schema versions, the policy and the key
+// hashes. It prints its report on stdout; an "error" status exits 1.
+func (c CheckCmd) Run(a *App) error {
+	var ck checker
+	dir, err := a.DataDir()
+	if err != nil {
+		return err
+	}
+	checkPerm(&ck, "data_dir", dir, 0o700)
+	for _, s := range datadir.Subdirs {
+		checkPerm(&ck, "data_dir."+s, filepath.Join(dir, s), 0o700)
+	}
+	for _, k := range []store.Kind{store.Config, store.Security} {
+		d, ok := checkDB(a.ctx, &ck, a, k)
+		if !ok {
+			continue
+		}
+		if k == store.Security {
+			checkSecurity(a.ctx, &ck, d)
+		}
+	}
+	checkBackups(a.ctx, &ck, filepath.Join(dir, "backups"))
+
+	status := ck.status()
+	err = a.print(map[string]any{"status": status, "checks": ck.results}, func(w io.Writer) {
+		t := table(w, "CHECK", "STATUS", "MESSAGE")
+		for _, r := range ck.results {
+			if c.Verbose || r.Status != "ok" {
+				t.row(r.Name, r.Status, r.Message)
+			}
+		}
+		t.flush()
+		fmt.Fprintf(w, "status: %s (%d checks)\n", status, len(ck.results))
+	})
+	if err != nil {
+		return err
+	}
+	if status == "error" {
+		return reported(1)
+	}
+	return nil
+}
+
+func checkPerm(ck *checker, name, path string, want fs.FileMode) {
+	st, err := os.Stat(path)
+	if err != nil {
+		ck.add(name, "error", "%s: %v", path, err)
+		return
+	}
+	if runtime.GOOS == "windows" {
+		ck.add(name, "ok", "%s exists", path)
+		return
+	}
+	if got := st.Mode().Perm(); got&^want != 0 {
+		ck.add(name, "warning", "%s has mode %04o; want %04o (chmod %04o %s)", path, got, want, want, path)
+		return
+	}
+	ck.add(name, "ok", "%s has mode %04o", path, st.Mode().Perm())
+}
+
+func checkDB(ctx context.Context, ck *checker, a *App, k store.Kind) (*store.DB, bool) {
+	name := string(k) + "_db"
+	d, err := a.DB(k)
+	if err != nil {
+		ck.add(name, "error", "%v", err)
+		return nil, false
+	}
+	checkPerm(ck, name+".permissions", d.Path, 0o600)
+	if err := d.QuickCheck(ctx); err != nil {
+		ck.add(name+".integrity", "error", "%v", err)
+		return nil, false
+	}
+	ck.add(name+".integrity", "ok", "%s passed its integrity check", d.Path)
+	if ro := d.ReadOnly(); ro != nil {
+		ck.add(name+".schema", "error", "%v", ro)
+		return d, true
+	}
+	ck.add(name+".schema", "ok", "schema version %d (latest %d)", d.Version(), store.SchemaVersion(k))
+	return d, true
+}
+
+func checkSecurity(ctx context.Context, ck *checker, d *store.DB) {
+	svc := &policy.Service{Store: store.Policy{DB: d}}
+	if _, err := svc.Show(ctx); err != nil {
+		ck.add("policy", "error", "the stored policy does not parse: %v", err)
+	} else {
+		ck.add("policy", "ok", "the default policy parses")
+	}
+	bad, err := d.Count(ctx, "api_keys", "hash IS NULL OR length(hash) != 64 OR hash GLOB '*[^0-9a-f]*'")
+	switch {
+	case err != nil:
+		ck.add("api_keys", "error", "%v", err)
+	case bad > 0:
+		ck.add("api_keys", "error", "%d api key(s) have an empty or malformed hash; revoke them and create new ones", bad)
+	default:
+		active, _ := d.Count(ctx, "api_keys", "revoked_at IS NULL")
+		ck.add("api_keys", "ok", "every key hash is well formed (%d active)", active)
+	}
+}
+
+func checkBackups(ctx context.Context, ck *checker, dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		ck.add("backups", "error", "%v", flmerr.Wrap(err, flmerr.IOError, "read backups"))
+		return
+	}
+	list, _ := store.ListBackups(ctx, dir)
+	valid := map[string]bool{}
+	for _, b := range list {
+		valid[filepath.Base(b.Path)] = true
+		checkPerm(ck, "backups."+filepath.Base(b.Path), b.Path, 0o600)
+	}
+	for _, e := range ents {
+		if !e.IsDir() && filepath.Ext(e.Name()) == ".db" && !valid[e.Name()] {
+			ck.add("backups."+e.Name(), "warning", "%s is not a readable FLM backup", filepath.Join(dir, e.Name()))
+		}
+	}
+	ck.add("backups", "ok", "%d snapshot(s) in %s", len(list), dir)
+}

@@ -1,0 +1,213 @@
+// Package cli is the flm command line: one kong struct per command, the
+// composition root that wires core services to the SQLite stores, and the
+// output contract of PRODUCT.md §4 (JSON envelope on stdout, error object on
+// stderr, exit 1 for user errors and 2 for internal ones).
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/unjuno/flm/cli/internal/datadir"
+	"github.com/unjuno/flm/cli/internal/store"
+	"github.com/unjuno/flm/core/flmerr"
+)
+
+// Env is what Main reads from and writes to; tests pass fakes.
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+// OSEnv is the process's real environment.
+func OSEnv() Env {
+	return Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+}
+
+// Globals are the flags every command takes.
+type Globals struct {
+	Format  string `enum:"json,text" default:"json" help:"Output format: json (default) or text."`
+	DataDir string `name:"data-dir" placeholder:"DIR" help:"Data directory (default: $FLM_DATA_DIR, else the OS default)."`
+}
+
+// CLI is the whole command tree.
+type CLI struct {
+	Globals
+
+	Version    VersionCmd    `cmd:"" help:"Show the versions of flm and its modules."`
+	Config     ConfigCmd     `cmd:"" help:"Read and change settings."`
+	APIKeys    APIKeysCmd    `cmd:"" name:"api-keys" help:"Manage API keys."`
+	Security   SecurityCmd   `cmd:"" help:"Security policy and backups."`
+	Check      CheckCmd      `cmd:"" help:"Check the data directory, databases and policy."`
+	Completion CompletionCmd `cmd:"" help:"Print a shell completion script."`
+}
+
+// App carries what commands need. DBs open lazily: `flm version` touches no
+// file.
+type App struct {
+	Env
+	Globals
+	ctx     context.Context
+	reqID   string
+	dataDir string
+	dbs     map[store.Kind]*store.DB
+}
+
+type exitCode int
+
+// reported is returned by a command that already printed its outcome and
+// only needs a non-zero exit status (flm check with errors).
+type reported int
+
+func (r reported) Error() string { return fmt.Sprintf("exit status %d", int(r)) }
+
+// Main runs flm with args and returns the process exit status.
+func Main(args []string, env Env) (code int) {
+	if env.Getenv == nil {
+		env.Getenv = func(string) string { return "" }
+	}
+	if env.Stdin == nil {
+		env.Stdin = strings.NewReader("")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app := &App{Env: env, ctx: ctx, reqID: newRequestID(), dbs: map[store.Kind]*store.DB{}}
+	defer app.close()
+
+	var c CLI
+	parser, err := kong.New(&c,
+		kong.Name("flm"),
+		kong.Description("FLM: a secure personal gateway for local LLM engines (Ollama, LM Studio, vLLM, llama.cpp)."),
+		kong.Writers(env.Stdout, env.Stderr),
+		kong.Exit(func(code int) { panic(exitCode(code)) }),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Bind(app),
+	)
+	if err != nil {
+		return app.fail(flmerr.Wrap(err, flmerr.Internal, "build command line"))
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			ec, ok := r.(exitCode)
+			if !ok {
+				panic(r)
+			}
+			code = int(ec)
+		}
+	}()
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		app.Format = formatFromArgs(args)
+		return app.fail(flmerr.New(flmerr.InvalidArgument, "%s", err.Error()))
+	}
+	app.Globals = c.Globals
+	if err := kctx.Run(app); err != nil {
+		var r reported
+		if errors.As(err, &r) {
+			return int(r)
+		}
+		return app.fail(err)
+	}
+	return 0
+}
+
+// formatFromArgs recovers --format for errors kong raised before binding.
+func formatFromArgs(args []string) string {
+	for i, a := range args {
+		if a == "--format=text" || a == "--format" && i+1 < len(args) && args[i+1] == "text" {
+			return "text"
+		}
+	}
+	return "json"
+}
+
+func newRequestID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "req_" + hex.EncodeToString(b)
+}
+
+func (a *App) close() {
+	for _, d := range a.dbs {
+		_ = d.Close()
+	}
+}
+
+// fail prints err per the output contract and returns the exit status.
+func (a *App) fail(err error) int {
+	code := flmerr.CodeOf(err)
+	msg := err.Error()
+	var fe *flmerr.Error
+	if !errors.As(err, &fe) {
+		msg = "internal error: " + msg
+	}
+	if a.Format == "text" {
+		fmt.Fprintf(a.Stderr, "error: %s\n  code: %s  request_id: %s\n", msg, code, a.reqID)
+	} else {
+		b, _ := json.Marshal(map[string]any{"error": map[string]string{"code": string(code), "message": msg, "request_id": a.reqID}})
+		fmt.Fprintf(a.Stderr, "%s\n", b)
+	}
+	if code.UserError() {
+		return 1
+	}
+	return 2
+}
+
+// print writes data in the JSON envelope, or through text in text mode.
+func (a *App) print(data any, text func(w io.Writer)) error {
+	if a.Format == "text" && text != nil {
+		text(a.Stdout)
+		return nil
+	}
+	b, err := json.Marshal(map[string]any{"version": "1.0", "data": data})
+	if err != nil {
+		return flmerr.Wrap(err, flmerr.Internal, "encode output")
+	}
+	_, err = fmt.Fprintf(a.Stdout, "%s\n", b)
+	return err
+}
+
+// DataDir resolves and prepares the data dir.
+func (a *App) DataDir() (string, error) {
+	if a.dataDir != "" {
+		return a.dataDir, nil
+	}
+	dir, err := datadir.Resolve(a.Globals.DataDir, a.Getenv)
+	if err != nil {
+		return "", err
+	}
+	if err := datadir.Ensure(dir); err != nil {
+		return "", err
+	}
+	a.dataDir = dir
+	return dir, nil
+}
+
+// DB opens (once) the database of kind.
+func (a *App) DB(kind store.Kind) (*store.DB, error) {
+	if d, ok := a.dbs[kind]; ok {
+		return d, nil
+	}
+	dir, err := a.DataDir()
+	if err != nil {
+		return nil, err
+	}
+	d, err := store.Open(a.ctx, dir, kind)
+	if err != nil {
+		return nil, err
+	}
+	a.dbs[kind] = d
+	return d, nil
+}
