@@ -230,7 +230,9 @@ func TestReadOnlyAfterFailedMigration(t *testing.T) {
 	ok(t, dir, "check")
 }
 
-func setUserVersion(d *store.DB, v int) error { return d.ExecForTest(fmt.Sprintf("PRAGMA user_version = %d", v)) }
+func setUserVersion(d *store.DB, v int) error {
+	return d.ExecForTest(fmt.Sprintf("PRAGMA user_version = %d", v))
+}
 
 // No plaintext key ever reaches a file: not the DBs, their WAL, backups or
 // logs.
