@@ -34,11 +34,12 @@ type Service struct {
 }
 
 func (s *Service) now() time.Time {
+	now := time.Now
 	if s.Now != nil {
-		return s.Now()
+		now = s.Now
 	}
-	// Round(0) drops the monotonic reading, which means nothing once stored.
-	return time.Now().Round(0)
+	// Stores keep milliseconds; what Set returns matches what Show reads.
+	return now().UTC().Truncate(time.Millisecond)
 }
 
 func (s *Service) store() (Store, error) {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -29,7 +30,21 @@ type Backup struct {
 	SizeBytes     int64     `json:"size_bytes"`
 }
 
+// Snapshot files are named <kind>-<UTC stamp>[-n].db; the stamp, not the
+// file's mtime (which a copy changes), orders them.
 const stampLayout = "20060102T150405.000Z"
+
+var backupName = regexp.MustCompile(`^(config|security)-(\d{8}T\d{9}Z)(?:-\d+)?\.db$`)
+
+// stampOf parses the creation time from a snapshot's file name.
+func stampOf(name string) (time.Time, bool) {
+	m := backupName.FindStringSubmatch(name)
+	if m == nil {
+		return time.Time{}, false
+	}
+	t, err := time.Parse("20060102T150405.000Z", m[2][:15]+"."+m[2][15:])
+	return t, err == nil
+}
 
 // Snapshot writes a consistent copy of d into dir with VACUUM INTO (never a
 // raw copy of a live file), 0600, and prunes all but the newest KeepBackups
@@ -112,7 +127,9 @@ func prune(ctx context.Context, dir string, kind Kind, keep string) error {
 	}
 	n := 0
 	for _, b := range all {
-		if b.Kind != kind {
+		// Only files this package named are pruned; anything else a user
+		// put in backups/ is left alone.
+		if _, named := stampOf(filepath.Base(b.Path)); b.Kind != kind || !named {
 			continue
 		}
 		n++
@@ -165,7 +182,11 @@ func Inspect(ctx context.Context, path string) (Backup, error) {
 	if check != "ok" {
 		return Backup{}, flmerr.New(flmerr.InvalidArgument, "%s is damaged (integrity check: %.200s)", path, check)
 	}
-	return Backup{Path: path, Kind: kind, CreatedAt: st.ModTime().UTC(), SchemaVersion: version, SizeBytes: st.Size()}, nil
+	created, ok := stampOf(filepath.Base(path))
+	if !ok {
+		created = st.ModTime().UTC().Truncate(time.Millisecond)
+	}
+	return Backup{Path: path, Kind: kind, CreatedAt: created, SchemaVersion: version, SizeBytes: st.Size()}, nil
 }
 
 func scanOne(conn *sqlite3.Conn, q string, dst any) error {

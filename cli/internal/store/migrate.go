@@ -116,19 +116,19 @@ func SchemaVersion(kind Kind) int {
 // re-reads the version first, so concurrent flm processes apply each step
 // exactly once.
 func (d *DB) migrate(ctx context.Context) error {
-	if err := d.gdb.WithContext(ctx).Exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER PRIMARY KEY,
-		name       TEXT NOT NULL,
-		applied_at INTEGER NOT NULL
-	)`).Error; err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
-	}
 	if err := d.gdb.WithContext(ctx).Raw("PRAGMA user_version").Scan(&d.version).Error; err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	latest := SchemaVersion(d.Kind)
 	if d.version > latest {
 		return fmt.Errorf("its schema version %d is newer than this flm supports (%d)", d.version, latest)
+	}
+	if err := d.gdb.WithContext(ctx).Exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT NOT NULL,
+		applied_at INTEGER NOT NULL
+	)`).Error; err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for _, m := range migrations[d.Kind] {
 		err := d.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {

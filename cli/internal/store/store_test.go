@@ -215,7 +215,7 @@ func TestBackupRestore(t *testing.T) {
 	if err := d.Restore(ctx, Backup{Path: junk, Kind: Config}); !flmerr.Is(err, flmerr.InvalidArgument) {
 		t.Fatalf("Restore(config backup into security) = %v", err)
 	}
-	newer := list[len(list)-1]
+	newer := list[0]
 	newer.SchemaVersion = 99
 	if err := d.Restore(ctx, newer); !flmerr.Is(err, flmerr.InvalidArgument) || !strings.Contains(err.Error(), "newer") {
 		t.Fatalf("Restore(newer schema) = %v", err)
@@ -257,5 +257,19 @@ func TestConcurrentWritersAcrossHandles(t *testing.T) {
 	}
 	if n, _ := open(t, dir, Security).Count(ctx, "api_keys", ""); n != 40 {
 		t.Fatalf("%d keys stored, want 40", n)
+	}
+}
+
+// The seed of migration 1 is frozen history; it must still equal the
+// default policy core would write today.
+func TestSeedIsDefaultPolicy(t *testing.T) {
+	found := false
+	for _, s := range migrations[Security][0].stmts {
+		if strings.Contains(s, "INSERT INTO security_policies") {
+			found = strings.Contains(s, "'"+policy.DefaultDocument+"'")
+		}
+	}
+	if !found {
+		t.Fatal("migration 1 does not seed policy.DefaultDocument")
 	}
 }

@@ -155,8 +155,9 @@ func (s Policy) Get(ctx context.Context) ([]byte, time.Time, error) {
 		return nil, time.Time{}, err
 	}
 	if len(rows) == 0 {
-		// Migration seeds the row; its absence means someone deleted it.
-		// Fail closed: the default policy is the most restrictive one.
+		// Migration seeds the row, so it is missing only if someone deleted
+		// it by hand; behave as a fresh install would (loopback-only binding
+		// and key auth still protect it) and let `flm check` report it.
 		return []byte(policy.DefaultDocument), time.Time{}, nil
 	}
 	return []byte(rows[0].PolicyJSON), fromMS(rows[0].UpdatedAt), nil
