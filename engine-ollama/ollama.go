@@ -51,7 +51,7 @@ func (d *Driver) Probe(ctx context.Context, ep engine.Endpoint) engine.Observati
 		return engine.Observation{Outcome: engine.OutcomeBusy, Latency: r.Latency, Reason: fmt.Sprintf("answered HTTP %d", r.Status)}
 	}
 	if err := r.JSON(&v); err != nil || v.Version == nil || *v.Version == "" {
-		return enginehttp.Foreign(engine.Ollama, "GET /api/version: "+why(err, "no version"))
+		return enginehttp.Foreign(engine.Ollama, "GET /api/version: "+enginehttp.Describe(err, "no version"))
 	}
 	t, err := d.C.Get(ctx, ep, "/api/tags")
 	if err != nil {
@@ -59,19 +59,12 @@ func (d *Driver) Probe(ctx context.Context, ep engine.Endpoint) engine.Observati
 	}
 	var tags tagsBody
 	if err := t.JSON(&tags); err != nil || tags.Models == nil {
-		return enginehttp.Broken(engine.Ollama, r.Latency, "GET /api/tags: %s", why(err, `no "models" list`))
+		return enginehttp.Broken(engine.Ollama, r.Latency, "GET /api/tags: %s", enginehttp.Describe(err, `no "models" list`))
 	}
 	return engine.Observation{
 		Outcome: engine.OutcomeOK, Latency: r.Latency, Version: *v.Version,
 		Capabilities: engine.Capabilities{Chat: true, ChatStream: true, Completions: true, Embeddings: true, Tools: true},
 	}
-}
-
-func why(err error, fallback string) string {
-	if err != nil {
-		return err.Error()
-	}
-	return fallback
 }
 
 type showBody struct {

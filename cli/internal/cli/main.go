@@ -47,6 +47,8 @@ type CLI struct {
 	Globals
 
 	Version    VersionCmd    `cmd:"" help:"Show the versions of flm and its modules."`
+	Engines    EnginesCmd    `cmd:"" help:"Detect and manage LLM engines."`
+	Models     ModelsCmd     `cmd:"" help:"List models of every reachable engine."`
 	Config     ConfigCmd     `cmd:"" help:"Read and change settings."`
 	APIKeys    APIKeysCmd    `cmd:"" name:"api-keys" help:"Manage API keys."`
 	Security   SecurityCmd   `cmd:"" help:"Security policy and backups."`
@@ -63,6 +65,8 @@ type App struct {
 	reqID   string
 	dataDir string
 	dbs     map[store.Kind]*store.DB
+	// lookPath finds executables (nil = exec.LookPath); tests replace it.
+	lookPath func(string) (string, error)
 }
 
 type exitCode int

@@ -12,6 +12,8 @@ import (
 
 	"github.com/unjuno/flm/core/apikey"
 	"github.com/unjuno/flm/core/apikey/apikeytest"
+	"github.com/unjuno/flm/core/engine"
+	"github.com/unjuno/flm/core/engine/enginetest"
 	"github.com/unjuno/flm/core/flmerr"
 	"github.com/unjuno/flm/core/policy"
 	"github.com/unjuno/flm/core/policy/policytest"
@@ -271,5 +273,28 @@ func TestSeedIsDefaultPolicy(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("migration 1 does not seed policy.DefaultDocument")
+	}
+}
+
+func TestEngineStoresConformance(t *testing.T) {
+	enginetest.RunEndpointStore(t, func(t *testing.T) engine.EndpointStore { return Engines{open(t, t.TempDir(), Config)} })
+	enginetest.RunStateCache(t, func(t *testing.T) engine.StateCache { return Engines{open(t, t.TempDir(), Config)} })
+}
+
+func TestHealthLogBounded(t *testing.T) {
+	ctx := context.Background()
+	d := open(t, t.TempDir(), Config)
+	s := Engines{d}
+	for i := range healthLogKeep + 20 {
+		if err := s.AppendHealth(ctx, "ollama", engine.Status{State: engine.RunningDegraded, LatencyMS: int64(i)}, time.UnixMilli(int64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = s.AppendHealth(ctx, "vllm", engine.Status{State: engine.ErrorNetwork}, time.Now())
+	if n, _ := d.Count(ctx, "engine_health_logs", "engine_id = 'ollama'"); n != healthLogKeep {
+		t.Fatalf("%d rows kept, want %d", n, healthLogKeep)
+	}
+	if n, _ := d.Count(ctx, "engine_health_logs", "engine_id = 'vllm' AND error_rate = 1"); n != 1 {
+		t.Fatalf("vllm rows = %d", n)
 	}
 }

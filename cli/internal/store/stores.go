@@ -126,6 +126,10 @@ func (s APIKeys) Revoke(ctx context.Context, id string, at time.Time, next *apik
 		}
 		return nil
 	})
+	return unwrapSentinel(err)
+}
+
+func unwrapSentinel(err error) error {
 	var se errSentinel
 	if errors.As(err, &se) {
 		return se.err

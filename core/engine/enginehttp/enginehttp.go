@@ -129,12 +129,29 @@ func (r Response) JSON(dst any) error {
 	return nil
 }
 
+// DecodeAny decodes the body whatever the status (error bodies).
+func (r Response) DecodeAny(dst any) error {
+	if !utf8.Valid(r.Body) {
+		return errors.New("body is not valid UTF-8")
+	}
+	return json.Unmarshal(r.Body, dst)
+}
+
 func shortJSONErr(err error) string {
 	s := err.Error()
 	if len(s) > 120 {
 		s = s[:120] + "…"
 	}
 	return s
+}
+
+// Describe is err's text, or fallback when err is nil (a body that decoded
+// but lacked what was needed).
+func Describe(err error, fallback string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return fallback
 }
 
 // NetworkObservation turns a transport error into an observation. Oversize
