@@ -78,7 +78,11 @@ type reported int
 func (r reported) Error() string { return fmt.Sprintf("exit status %d", int(r)) }
 
 // Main runs flm with args and returns the process exit status.
-func Main(args []string, env Env) (code int) {
+func Main(args []string, env Env) int { return mainWith(args, env, nil) }
+
+// mainWith is Main with a hook that tests use to replace the App's
+// machine-dependent parts.
+func mainWith(args []string, env Env, hook func(*App)) (code int) {
 	if env.Getenv == nil {
 		env.Getenv = func(string) string { return "" }
 	}
@@ -88,6 +92,9 @@ func Main(args []string, env Env) (code int) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := &App{Env: env, ctx: ctx, reqID: newRequestID(), dbs: map[store.Kind]*store.DB{}}
+	if hook != nil {
+		hook(app)
+	}
 	defer app.close()
 
 	var c CLI

@@ -53,6 +53,17 @@ func flm(t *testing.T, dir string, args ...string) result {
 
 func flmIn(t *testing.T, dir, stdin string, args ...string) result {
 	t.Helper()
+	return flmRun(t, dir, stdin, nil, args...)
+}
+
+// flmWith runs flm with a hook that adjusts the App before the command.
+func flmWith(t *testing.T, dir string, hook func(*App), args ...string) result {
+	t.Helper()
+	return flmRun(t, dir, "", hook, args...)
+}
+
+func flmRun(t *testing.T, dir, stdin string, hook func(*App), args ...string) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	env := Env{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb, Getenv: func(k string) string {
 		if k == "FLM_DATA_DIR" {
@@ -60,7 +71,7 @@ func flmIn(t *testing.T, dir, stdin string, args ...string) result {
 		}
 		return ""
 	}}
-	code := Main(args, env)
+	code := mainWith(args, env, hook)
 	return result{out.String(), errb.String(), code}
 }
 
