@@ -49,6 +49,7 @@ type CLI struct {
 	Version    VersionCmd    `cmd:"" help:"Show the versions of flm and its modules."`
 	Engines    EnginesCmd    `cmd:"" help:"Detect and manage LLM engines."`
 	Models     ModelsCmd     `cmd:"" help:"List models of every reachable engine."`
+	Proxy      ProxyCmd      `cmd:"" help:"Run the secure OpenAI-compatible proxy."`
 	Config     ConfigCmd     `cmd:"" help:"Read and change settings."`
 	APIKeys    APIKeysCmd    `cmd:"" name:"api-keys" help:"Manage API keys."`
 	Security   SecurityCmd   `cmd:"" help:"Security policy and backups."`

@@ -1,0 +1,349 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/unjuno/flm/core/apikey"
+	"github.com/unjuno/flm/core/policy"
+)
+
+// Context keys.
+const (
+	ctxRequestID = "flm.request_id"
+	ctxClientIP  = "flm.client_ip"
+	ctxKey       = "flm.key"
+	ctxRoute     = "flm.route"
+)
+
+func requestID(c *echo.Context) string {
+	id, _ := c.Get(ctxRequestID).(string)
+	return id
+}
+
+func clientIP(c *echo.Context) netip.Addr {
+	ip, _ := c.Get(ctxClientIP).(netip.Addr)
+	return ip
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "req_" + hex.EncodeToString(b[:])
+}
+
+// withRequestID gives every request an id, in the X-Request-Id header and
+// in every error body. A client-sent id is not trusted (it would let a
+// client forge log correlation).
+func (s *Server) withRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		id := newRequestID()
+		c.Set(ctxRequestID, id)
+		c.Response().Header().Set("X-Request-Id", id)
+		return next(c)
+	}
+}
+
+// accessLog logs one line per request: no query string, no headers, no
+// body; the key id, never the key.
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			s.errorHandler(c, err)
+		}
+		status := 0
+		if r, _ := echo.UnwrapResponse(c.Response()); r != nil {
+			status = r.Status
+		}
+		route, _ := c.Get(ctxRoute).(string)
+		if route == "" {
+			route = "other"
+		}
+		el := time.Since(start)
+		s.metrics.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+		s.metrics.latency.WithLabelValues(route).Observe(el.Seconds())
+		keyID := ""
+		if rec, ok := c.Get(ctxKey).(apikey.Record); ok {
+			keyID = rec.ID
+		}
+		s.log.Info("request", "request_id", requestID(c), "ip", clientIP(c).String(), "method", c.Request().Method,
+			"route", route, "status", status, "ms", el.Milliseconds(), "key_id", keyID)
+		return nil
+	}
+}
+
+// recoverPanics turns a panic in any later handler into a 500.
+func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				s.log.Error("panic", "request_id", requestID(c), "panic", sprintPanic(r))
+				err = newError(http.StatusInternalServerError, typeServer, "internal_error", "internal error")
+			}
+		}()
+		return next(c)
+	}
+}
+
+func sprintPanic(r any) string {
+	if e, ok := r.(error); ok {
+		return e.Error()
+	}
+	if s, ok := r.(string); ok {
+		return s
+	}
+	return "non-error panic"
+}
+
+// peerAddr is the socket peer, unmapped.
+func peerAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// resolveClientIP is the socket peer, unless the peer is a trusted proxy:
+// then the right-most X-Forwarded-For entry that is not itself a trusted
+// proxy (or X-Real-IP). Headers from anyone else are ignored.
+func resolveClientIP(r *http.Request, pol *policy.Compiled) netip.Addr {
+	peer := peerAddr(r)
+	if !peer.IsValid() || !pol.IsTrustedProxy(peer) {
+		return peer
+	}
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		parts := strings.Split(strings.Join(xff, ","), ",")
+		for i := len(parts) - 1; i >= 0; i-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[i]))
+			if err != nil {
+				return peer // a malformed chain is not believed
+			}
+			a = a.Unmap()
+			if !pol.IsTrustedProxy(a) {
+				return a
+			}
+		}
+	}
+	if a, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get("X-Real-IP"))); err == nil {
+		return a.Unmap()
+	}
+	return peer
+}
+
+// ipFilter resolves the client IP and applies the allowlist. /health is
+// exempt so local tools can check the process whatever the policy.
+func (s *Server) ipFilter(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		snap := s.snap.Load()
+		ip := resolveClientIP(c.Request(), snap.policy)
+		c.Set(ctxClientIP, ip)
+		if c.Request().URL.Path == "/health" {
+			return next(c)
+		}
+		if !snap.policy.AllowsIP(ip) {
+			s.block(c, "ip_blocked", "not in ip_whitelist")
+			return newError(http.StatusForbidden, typeForbidden, "ip_not_allowed", "your address is not allowed by this gateway's policy")
+		}
+		return next(c)
+	}
+}
+
+func (s *Server) block(c *echo.Context, event, detail string) {
+	s.metrics.blocked.WithLabelValues(event).Inc()
+	s.audit.record(AuditEvent{Type: event, Severity: "medium", IP: clientIP(c).String(), Endpoint: c.Request().URL.Path,
+		RequestID: requestID(c), Status: http.StatusForbidden, At: time.Now(), Detail: detail})
+}
+
+// hostCheck refuses Host headers other than loopback names while the proxy
+// is bound to loopback: a DNS-rebinding page would send its own host name.
+func (s *Server) hostCheck(next echo.HandlerFunc) echo.HandlerFunc {
+	if !s.opts.Config.Loopback() {
+		return next
+	}
+	return func(c *echo.Context) error {
+		if !loopbackHost(c.Request().Host) {
+			s.block(c, "host_blocked", "non-loopback Host while bound to loopback")
+			return newError(http.StatusForbidden, typeForbidden, "host_not_allowed", "this gateway only answers to localhost, 127.0.0.1 or [::1]")
+		}
+		return next(c)
+	}
+}
+
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// cors answers preflights before auth and marks allowed origins on actual
+// requests. Requests from an origin the policy does not allow are refused:
+// a page must not be able to use the gateway even blind.
+func (s *Server) cors(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		req := c.Request()
+		origin := req.Header.Get("Origin")
+		h := c.Response().Header()
+		if origin == "" {
+			if req.Method == http.MethodOptions {
+				return c.NoContent(http.StatusNoContent)
+			}
+			return next(c)
+		}
+		h.Add("Vary", "Origin")
+		pol := s.snap.Load().policy
+		if !pol.AllowsOrigin(origin) {
+			s.block(c, "origin_blocked", "origin not in cors.allowed_origins")
+			return newError(http.StatusForbidden, typeForbidden, "origin_not_allowed", "this origin is not allowed by the gateway's CORS policy")
+		}
+		allowed := origin
+		if pol.AllowsAnyOrigin() {
+			allowed = "*"
+		}
+		h.Set("Access-Control-Allow-Origin", allowed)
+		if req.Method == http.MethodOptions && req.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			if rh := req.Header.Get("Access-Control-Request-Headers"); rh != "" && len(rh) < 2048 {
+				h.Set("Access-Control-Allow-Headers", rh)
+			}
+			h.Set("Access-Control-Max-Age", "600")
+			return c.NoContent(http.StatusNoContent)
+		}
+		h.Set("Access-Control-Expose-Headers", "X-Request-Id, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After")
+		return next(c)
+	}
+}
+
+// bodyLimit refuses bodies over the limit before reading them when the
+// length is declared, and while reading them when it is not.
+func (s *Server) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
+	limit := s.opts.BodyLimit
+	return func(c *echo.Context) error {
+		req := c.Request()
+		if req.ContentLength > limit {
+			return tooLarge(limit)
+		}
+		if req.Body != nil && req.Body != http.NoBody {
+			req.Body = http.MaxBytesReader(c.Response(), req.Body, limit)
+		}
+		return next(c)
+	}
+}
+
+func tooLarge(limit int64) *apiError {
+	return newError(http.StatusRequestEntityTooLarge, typeInvalid, "payload_too_large", "the request body is larger than the %d-byte limit", limit)
+}
+
+func isTooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}
+
+// defaultIPLimit applies to non-loopback clients when the policy sets no
+// ip_rate_limit: an exposed gateway is never unlimited by default.
+var defaultIPLimit = policy.RateLimit{RPM: 600, Burst: 100}
+
+// ipLimiter is the per-IP token bucket.
+func (s *Server) ipLimiter(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		ip := clientIP(c)
+		lim, ok := s.snap.Load().policy.IPLimit()
+		if !ok {
+			if ip.IsLoopback() {
+				return next(c)
+			}
+			lim = defaultIPLimit
+		}
+		d := s.ipLimit.Allow(ip.String(), lim)
+		if !d.Allowed {
+			s.metrics.rateLimited.WithLabelValues("ip").Inc()
+			s.audit.record(AuditEvent{Type: "rate_limited", Severity: "low", IP: ip.String(), Endpoint: c.Request().URL.Path, RequestID: requestID(c), Status: http.StatusTooManyRequests, At: time.Now(), Detail: "ip_rate_limit"})
+			e := newError(http.StatusTooManyRequests, typeRate, "rate_limit_exceeded", "too many requests from your address; retry after %d s", int(d.RetryAfter.Seconds()+0.999))
+			e.Header = retryAfter(int(d.RetryAfter.Seconds() + 0.999))
+			return e
+		}
+		return next(c)
+	}
+}
+
+// bearer extracts the presented key: Authorization: Bearer …, or
+// x-api-key (Anthropic-style clients).
+func bearer(r *http.Request) (key, problem string) {
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		scheme, rest, ok := strings.Cut(auth, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return "", "invalid_authorization_format"
+		}
+		return strings.TrimSpace(rest), ""
+	}
+	if k := r.Header.Get("X-Api-Key"); k != "" {
+		return strings.TrimSpace(k), ""
+	}
+	return "", "missing_authorization_header"
+}
+
+// requireKey verifies the API key against the in-memory key ring.
+func (s *Server) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		key, problem := bearer(c.Request())
+		if problem == "" {
+			rec, ok := s.snap.Load().keys.Verify(key)
+			if ok {
+				c.Set(ctxKey, rec)
+				return next(c)
+			}
+			problem = "invalid_or_revoked_api_key"
+		}
+		s.metrics.authFailures.WithLabelValues(problem).Inc()
+		s.audit.record(AuditEvent{Type: "auth_failure", Severity: "medium", IP: clientIP(c).String(), Endpoint: c.Request().URL.Path, RequestID: requestID(c), Status: http.StatusUnauthorized, At: time.Now(), Detail: problem})
+		e := newError(http.StatusUnauthorized, typeAuth, "invalid_api_key", "a valid FLM API key is required: send Authorization: Bearer <key>")
+		e.Header = http.Header{"Www-Authenticate": {`Bearer realm="flm"`}}
+		return e
+	}
+}
+
+// keyLimiter is the per-key token bucket, with X-RateLimit-* headers on
+// every response while a limit is set.
+func (s *Server) keyLimiter(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		lim, ok := s.snap.Load().policy.KeyLimit()
+		rec, _ := c.Get(ctxKey).(apikey.Record)
+		if !ok {
+			return next(c)
+		}
+		d := s.keyLimit.Allow(rec.ID, lim)
+		h := c.Response().Header()
+		h.Set("X-RateLimit-Limit", strconv.Itoa(d.Limit))
+		h.Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
+		h.Set("X-RateLimit-Reset", strconv.Itoa(int(d.Reset.Seconds()+0.999)))
+		if !d.Allowed {
+			s.metrics.rateLimited.WithLabelValues("key").Inc()
+			s.audit.record(AuditEvent{Type: "rate_limited", Severity: "low", IP: clientIP(c).String(), KeyID: rec.ID, Endpoint: c.Request().URL.Path, RequestID: requestID(c), Status: http.StatusTooManyRequests, At: time.Now(), Detail: "rate_limit"})
+			secs := int(d.RetryAfter.Seconds() + 0.999)
+			e := newError(http.StatusTooManyRequests, typeRate, "rate_limit_exceeded", "rate limit of this API key reached; retry after %d s", secs)
+			e.Header = retryAfter(secs)
+			return e
+		}
+		return next(c)
+	}
+}

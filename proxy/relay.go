@@ -1,0 +1,267 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/unjuno/flm/core/engine"
+	"github.com/unjuno/flm/core/gateway"
+)
+
+var routeNames = map[gateway.Route]string{gateway.Chat: "chat", gateway.Completions: "completions", gateway.Embeddings: "embeddings"}
+
+// forwardRoute handles one OpenAI POST route: validate, route, rewrite,
+// forward, relay.
+func (s *Server) forwardRoute(route gateway.Route) echo.HandlerFunc {
+	name := routeNames[route]
+	return func(c *echo.Context) error {
+		c.Set(ctxRoute, name)
+		body, err := io.ReadAll(c.Request().Body)
+		if err != nil {
+			if isTooLarge(err) {
+				return tooLarge(s.opts.BodyLimit)
+			}
+			return newError(http.StatusBadRequest, typeInvalid, "invalid_body", "could not read the request body")
+		}
+		req, err := gateway.ParseRequest(route, body)
+		if err != nil {
+			return fromGateway(err)
+		}
+		target, err := s.resolve(c.Request().Context(), req.Model)
+		if err != nil {
+			return fromGateway(err)
+		}
+		out, err := req.Rewrite(target)
+		if err != nil {
+			return fromGateway(err)
+		}
+		return s.forward(c, route, req.Stream, target, out)
+	}
+}
+
+// resolve routes a model, re-detecting engines once on a miss.
+func (s *Server) resolve(ctx context.Context, model string) (gateway.Target, error) {
+	t, err := s.snap.Load().catalog.Resolve(model)
+	var ge *gateway.Error
+	if errors.As(err, &ge) && (ge.Kind == gateway.ModelNotFound || ge.Kind == gateway.EngineUnavailable) && s.refreshOnMiss(ctx) {
+		return s.snap.Load().catalog.Resolve(model)
+	}
+	return t, err
+}
+
+// forward sends body to the target engine and relays its answer.
+func (s *Server) forward(c *echo.Context, route gateway.Route, stream bool, t gateway.Target, body []byte) error {
+	ctx := c.Request().Context()
+	up, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(t.Endpoint.BaseURL, "/")+route.Path(), bytes.NewReader(body))
+	if err != nil {
+		return newError(http.StatusInternalServerError, typeServer, "internal_error", "internal error")
+	}
+	// Only what the engine needs: never the client's Authorization,
+	// Cookie or x-api-key.
+	up.Header.Set("Content-Type", "application/json")
+	if stream {
+		up.Header.Set("Accept", "text/event-stream")
+	} else {
+		up.Header.Set("Accept", "application/json")
+	}
+	up.Header.Set("User-Agent", "flm")
+	if t.Endpoint.APIKeyEnv != "" {
+		if key := s.opts.Getenv(t.Endpoint.APIKeyEnv); key != "" {
+			up.Header.Set("Authorization", "Bearer "+key)
+		}
+	}
+	// llama-server closes the connection after every streamed response
+	// while announcing keep-alive; a pooled connection reused after that
+	// fails. Streams to it get a connection of their own.
+	if stream && t.Endpoint.Kind == engine.LlamaCPP {
+		up.Close = true
+	}
+	resp, err := s.transport.RoundTrip(up)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // the client went away; nothing to answer
+		}
+		s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "unreachable").Inc()
+		go s.refreshOnMiss(context.WithoutCancel(ctx))
+		return newError(http.StatusBadGateway, typeEngine, "engine_unreachable", "engine %s (%s) did not answer: %s", t.Endpoint.ID, engine.DisplayName(t.Endpoint.Kind), transportReason(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "status").Inc()
+		return engineError(t, resp)
+	}
+	w := c.Response()
+	ct := resp.Header.Get("Content-Type")
+	if stream && strings.HasPrefix(ct, "text/event-stream") {
+		return s.relaySSE(c, t, resp.Body)
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(resp.StatusCode)
+	if _, err := io.Copy(w, resp.Body); err != nil && ctx.Err() == nil {
+		s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "broken").Inc()
+		s.log.Warn("engine response cut", "request_id", requestID(c), "engine", t.Endpoint.ID, "err", err.Error())
+		panic(http.ErrAbortHandler) // the client sees a truncated response, not a silent success
+	}
+	return nil
+}
+
+func transportReason(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "connection refused"):
+		return "connection refused"
+	case strings.Contains(msg, "timeout"), errors.Is(err, context.DeadlineExceeded):
+		return "timed out"
+	case strings.Contains(msg, "reset"), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection reset"
+	}
+	return "connection failed"
+}
+
+// engineError normalises an engine's error answer into FLM's envelope.
+// Engines disagree on shape ({"error":{…}}, {"error":"…"}, {"object":
+// "error",…}, FastAPI's {"detail":…}, plain text); the user gets one.
+func engineError(t gateway.Target, resp *http.Response) *apiError {
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	msg := engineMessage(raw)
+	name := engine.DisplayName(t.Endpoint.Kind)
+	status := resp.StatusCode
+	e := &apiError{Status: status, Message: name + ": " + msg}
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		// The client's key was FLM's; a refusal here is about the
+		// engine's own key in FLM's endpoint config.
+		e.Status, e.Type, e.Code = http.StatusBadGateway, typeEngine, "engine_auth_failed"
+		e.Message = name + " refused FLM's credentials; check the endpoint's --api-key-env variable"
+	case status == http.StatusNotFound:
+		e.Type, e.Code = typeNotFound, "model_not_found"
+	case status == http.StatusTooManyRequests:
+		e.Type, e.Code = typeRate, "engine_rate_limited"
+		e.Header = retryAfter(5)
+	case status == http.StatusServiceUnavailable:
+		e.Type, e.Code = typeEngine, "engine_unavailable"
+		e.Header = retryAfter(5)
+	case status == http.StatusNotImplemented:
+		e.Type, e.Code = typeInvalid, "not_supported"
+	case status >= 400 && status < 500:
+		e.Type, e.Code = typeInvalid, "engine_rejected_request"
+	default:
+		e.Status, e.Type, e.Code = http.StatusBadGateway, typeEngine, "engine_error"
+	}
+	return e
+}
+
+func engineMessage(raw []byte) string {
+	var v struct {
+		Error   json.RawMessage `json:"error"`
+		Message string          `json:"message"`
+		Detail  json.RawMessage `json:"detail"`
+	}
+	msg := ""
+	if json.Unmarshal(raw, &v) == nil {
+		var nested struct {
+			Message string `json:"message"`
+		}
+		var flat string
+		switch {
+		case json.Unmarshal(v.Error, &nested) == nil && nested.Message != "":
+			msg = nested.Message
+		case json.Unmarshal(v.Error, &flat) == nil && flat != "":
+			msg = flat
+		case v.Message != "":
+			msg = v.Message
+		case len(v.Detail) > 0:
+			msg = string(v.Detail)
+		}
+	}
+	if msg == "" {
+		msg = strings.TrimSpace(string(raw))
+	}
+	if msg == "" {
+		msg = "no details"
+	}
+	if len(msg) > 500 {
+		msg = msg[:500] + "…"
+	}
+	return strings.ToValidUTF8(msg, "�")
+}
+
+var (
+	doneEvent = []byte("data: [DONE]")
+	eventEnd  = []byte("\n\n")
+)
+
+// relaySSE copies an event stream as it arrives, flushing after every read
+// (no batching). When the engine's stream breaks before [DONE], the client
+// gets an error event and then [DONE], so it never mistakes a cut answer
+// for a complete one.
+func (s *Server) relaySSE(c *echo.Context, t gateway.Target, body io.Reader) error {
+	w := c.Response()
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	s.metrics.activeStreams.Inc()
+	defer s.metrics.activeStreams.Dec()
+
+	buf := make([]byte, 32<<10)
+	var tail []byte // the last bytes written, to see [DONE] and event ends
+	ctx := c.Request().Context()
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil // client gone; its context cancels the engine request
+			}
+			_ = rc.Flush()
+			tail = appendTail(tail, buf[:n])
+		}
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, io.EOF) && bytes.Contains(tail, doneEvent) {
+			return nil
+		}
+		// Broken, or ended without [DONE].
+		s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "broken").Inc()
+		reason := "the engine ended the stream early"
+		if !errors.Is(err, io.EOF) {
+			reason = "the engine's stream broke: " + transportReason(err)
+		}
+		var out bytes.Buffer
+		if len(tail) > 0 && !bytes.HasSuffix(tail, eventEnd) {
+			out.Write(eventEnd)
+		}
+		e := newError(http.StatusBadGateway, typeEngine, "stream_error", "%s", reason)
+		out.WriteString("data: ")
+		out.Write(e.body(requestID(c)))
+		out.WriteString("\n\ndata: [DONE]\n\n")
+		_, _ = w.Write(out.Bytes())
+		_ = rc.Flush()
+		return nil
+	}
+}
+
+// appendTail keeps the last 64 bytes seen.
+func appendTail(tail, b []byte) []byte {
+	const keep = 64
+	tail = append(tail, b...)
+	if len(tail) > keep {
+		tail = append(tail[:0], tail[len(tail)-keep:]...)
+	}
+	return tail
+}
+
