@@ -264,4 +264,3 @@ func appendTail(tail, b []byte) []byte {
 	}
 	return tail
 }
-

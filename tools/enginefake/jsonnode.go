@@ -17,6 +17,9 @@ type jnode struct {
 	keys []string // object keys, parallel to vals
 	vals []*jnode // object values or array elements
 	raw  []byte   // scalar literal
+	// trail is whitespace the engine wrote after a whole document (Go's
+	// json.Encoder ends with "\n", so Ollama's /v1 bodies do).
+	trail []byte
 }
 
 func parseJSON(b []byte) (*jnode, error) {
@@ -92,6 +95,7 @@ func jv(v any) *jnode {
 func (n *jnode) bytes() []byte {
 	var buf bytes.Buffer
 	n.write(&buf)
+	buf.Write(n.trail)
 	return buf.Bytes()
 }
 

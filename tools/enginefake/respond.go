@@ -2,6 +2,7 @@ package enginefake
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -382,5 +383,11 @@ func sseNodes(fx *Fixture) []*jnode {
 // ndjsonNodes returns the captured NDJSON lines of a fixture as JSON nodes.
 func ndjsonNodes(fx *Fixture) []*jnode { return jsonEvents(NDJSONLines(fx.Response.Body)) }
 
-// bodyNode parses a fixture's JSON body (a fresh copy each time).
-func bodyNode(fx *Fixture) *jnode { return mustJSON(fx.Response.Body) }
+// bodyNode parses a fixture's JSON body (a fresh copy each time), keeping
+// the whitespace that followed the document.
+func bodyNode(fx *Fixture) *jnode {
+	n := mustJSON(fx.Response.Body)
+	b := fx.Response.Body
+	n.trail = b[len(bytes.TrimRight(b, " \t\r\n")):]
+	return n
+}
