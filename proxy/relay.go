@@ -193,15 +193,15 @@ func engineMessage(raw []byte) string {
 	return strings.ToValidUTF8(msg, "�")
 }
 
-var (
-	doneEvent = []byte("data: [DONE]")
-	eventEnd  = []byte("\n\n")
-)
-
-// relaySSE copies an event stream as it arrives, flushing after every read
-// (no batching). When the engine's stream breaks before [DONE], the client
-// gets an error event and then [DONE], so it never mistakes a cut answer
-// for a complete one.
+// relaySSE copies an event stream as it arrives: every read is forwarded
+// and flushed at once (no batching), complete events only. Two things are
+// normalised on the way (PROXY_SPEC.md):
+//
+//   - a stream that ends without a usage chunk (engines that ignore
+//     stream_options.include_usage) gets one before [DONE], estimated from
+//     the content chunks and marked "flm_estimated";
+//   - a stream that breaks or ends before [DONE] gets an error event and
+//     then [DONE], so a client never mistakes a cut answer for a whole one.
 func (s *Server) relaySSE(c *echo.Context, t gateway.Target, body io.Reader) error {
 	w := c.Response()
 	h := w.Header()
@@ -214,53 +214,130 @@ func (s *Server) relaySSE(c *echo.Context, t gateway.Target, body io.Reader) err
 	s.metrics.activeStreams.Inc()
 	defer s.metrics.activeStreams.Dec()
 
+	var st sseState
 	buf := make([]byte, 32<<10)
-	var tail []byte // the last bytes written, to see [DONE] and event ends
 	ctx := c.Request().Context()
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return nil // client gone; its context cancels the engine request
+			if out := st.feed(buf[:n]); len(out) > 0 {
+				if _, werr := w.Write(out); werr != nil {
+					return nil // client gone; its context cancels the engine request
+				}
+				_ = rc.Flush()
 			}
-			_ = rc.Flush()
-			tail = appendTail(tail, buf[:n])
 		}
-		if err == nil {
+		if err == nil && !st.done {
 			continue
 		}
-		if ctx.Err() != nil {
+		if st.done || ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, io.EOF) && bytes.Contains(tail, doneEvent) {
-			return nil
-		}
-		// Broken, or ended without [DONE].
 		s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "broken").Inc()
 		reason := "the engine ended the stream early"
 		if !errors.Is(err, io.EOF) {
 			reason = "the engine's stream broke: " + transportReason(err)
 		}
-		var out bytes.Buffer
-		if len(tail) > 0 && !bytes.HasSuffix(tail, eventEnd) {
-			out.Write(eventEnd)
+		out := st.pending
+		if len(out) > 0 {
+			out = append(out, eventEnd...)
 		}
 		e := newError(http.StatusBadGateway, typeEngine, "stream_error", "%s", reason)
-		out.WriteString("data: ")
-		out.Write(e.body(requestID(c)))
-		out.WriteString("\n\ndata: [DONE]\n\n")
-		_, _ = w.Write(out.Bytes())
+		out = append(out, "data: "...)
+		out = append(out, e.body(requestID(c))...)
+		out = append(out, "\n\ndata: [DONE]\n\n"...)
+		_, _ = w.Write(out)
 		_ = rc.Flush()
 		return nil
 	}
 }
 
-// appendTail keeps the last 64 bytes seen.
-func appendTail(tail, b []byte) []byte {
-	const keep = 64
-	tail = append(tail, b...)
-	if len(tail) > keep {
-		tail = append(tail[:0], tail[len(tail)-keep:]...)
+var (
+	eventEnd     = []byte("\n\n")
+	doneData     = []byte("data: [DONE]")
+	usageField   = []byte(`"usage":{`)
+	contentField = []byte(`"content":"`)
+	textField    = []byte(`"text":"`)
+)
+
+// maxPendingEvent bounds an event without a terminator; past it the bytes
+// are passed through as they are.
+const maxPendingEvent = 1 << 20
+
+// sseState follows an event stream's events.
+type sseState struct {
+	pending []byte // an incomplete event
+	last    []byte // the payload of the last data event
+	usage   bool   // a usage chunk was seen
+	chunks  int    // events that carried generated text
+	done    bool   // [DONE] was relayed
+}
+
+// feed takes bytes from the engine and returns what to send now.
+func (st *sseState) feed(in []byte) []byte {
+	st.pending = append(st.pending, in...)
+	var out []byte
+	for {
+		i := bytes.Index(st.pending, eventEnd)
+		if i < 0 {
+			break
+		}
+		ev := st.pending[:i+len(eventEnd)]
+		data := bytes.TrimSpace(ev)
+		if bytes.Equal(data, doneData) {
+			if !st.usage {
+				out = append(out, st.usageEvent()...)
+			}
+			out = append(out, ev...)
+			st.done = true
+		} else {
+			out = append(out, ev...)
+			if payload, ok := bytes.CutPrefix(data, []byte("data: ")); ok {
+				st.observe(payload)
+			}
+		}
+		st.pending = st.pending[i+len(eventEnd):]
 	}
-	return tail
+	if len(st.pending) > maxPendingEvent {
+		out = append(out, st.pending...)
+		st.pending = st.pending[:0]
+	}
+	if len(st.pending) == 0 {
+		st.pending = nil
+	}
+	return out
+}
+
+func (st *sseState) observe(payload []byte) {
+	if bytes.Contains(payload, usageField) {
+		st.usage = true
+	}
+	if hasText(payload, contentField) || hasText(payload, textField) {
+		st.chunks++
+	}
+	st.last = append(st.last[:0], payload...)
+}
+
+// hasText reports a non-empty string after field.
+func hasText(payload, field []byte) bool {
+	i := bytes.Index(payload, field)
+	return i >= 0 && i+len(field) < len(payload) && payload[i+len(field)] != '"'
+}
+
+// usageEvent builds the estimated usage chunk from the last event's id,
+// object, created and model.
+func (st *sseState) usageEvent() []byte {
+	var last struct {
+		ID      string `json:"id"`
+		Object  string `json:"object"`
+		Created int64  `json:"created"`
+		Model   string `json:"model"`
+	}
+	_ = json.Unmarshal(st.last, &last)
+	ev := map[string]any{
+		"id": last.ID, "object": last.Object, "created": last.Created, "model": last.Model, "choices": []any{},
+		"usage": map[string]any{"prompt_tokens": 0, "completion_tokens": st.chunks, "total_tokens": st.chunks, "flm_estimated": true},
+	}
+	b, _ := json.Marshal(ev)
+	return append(append([]byte("data: "), b...), eventEnd...)
 }

@@ -108,7 +108,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	log := opts.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = discardLogger()
 	}
 	s := &Server{opts: opts, log: log, metrics: newMetrics(), keyLimit: gateway.NewLimiter(), ipLimit: gateway.NewLimiter()}
 	s.audit = newAuditor(opts.Audit, s.metrics.auditDropped.Inc)
@@ -337,3 +337,5 @@ func (s *Server) redirectHandler() http.Handler {
 		http.Redirect(w, r, target, http.StatusPermanentRedirect)
 	})
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
