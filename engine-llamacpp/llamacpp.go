@@ -3,6 +3,7 @@ package llamacpp
 import (
 	"context"
 	"net/http"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -123,9 +124,13 @@ func (d *Driver) Models(ctx context.Context, ep engine.Endpoint) ([]engine.Model
 		if engine.ValidModelName(m.ID) != nil {
 			continue
 		}
+		name := displayName(m.ID)
 		model := engine.Model{
-			ID: engine.ModelID(ep.ID, m.ID), EngineID: ep.ID, EngineKind: engine.LlamaCPP, Name: m.ID,
+			ID: engine.ModelID(ep.ID, name), EngineID: ep.ID, EngineKind: engine.LlamaCPP, Name: name,
 			Capabilities: engine.Capabilities{Chat: true, ChatStream: true, Completions: true},
+		}
+		if name != m.ID {
+			model.Upstream = m.ID
 		}
 		if m.Meta != nil && m.Meta.NCtx > 0 {
 			n := m.Meta.NCtx
@@ -134,6 +139,21 @@ func (d *Driver) Models(ctx context.Context, ep engine.Endpoint) ([]engine.Model
 		out = append(out, model)
 	}
 	return out, nil
+}
+
+// displayName shortens the model file path llama-server reports when it
+// runs without --alias ("/models/tiny-chat.gguf" → "tiny-chat"); aliases and
+// router-mode names are kept as they are.
+func displayName(id string) string {
+	p := strings.ReplaceAll(id, "\\", "/")
+	if !strings.Contains(p, "/") || !strings.HasSuffix(strings.ToLower(p), ".gguf") {
+		return id
+	}
+	base := path.Base(p)
+	if name := base[:len(base)-len(".gguf")]; name != "" {
+		return name
+	}
+	return id
 }
 
 // BinaryCandidates implements engine.Installer. Only llama-server serves

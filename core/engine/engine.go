@@ -104,6 +104,17 @@ type Model struct {
 	Name          string       `json:"name"`
 	ContextLength *int         `json:"context_length"`
 	Capabilities  Capabilities `json:"capabilities"`
+	// Upstream is the name the engine itself uses, when it differs from
+	// Name (llama-server without --alias reports its model file's path).
+	Upstream string `json:"upstream,omitempty"`
+}
+
+// UpstreamName is the name to send to the engine.
+func (m Model) UpstreamName() string {
+	if m.Upstream != "" {
+		return m.Upstream
+	}
+	return m.Name
 }
 
 // Scheme prefixes every model id.

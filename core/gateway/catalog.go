@@ -25,6 +25,9 @@ type Catalog struct {
 	models    []engine.Model
 	byID      map[string]engine.Model
 	byName    map[string][]string // bare name → flm ids, sorted
+	// aliases maps a shorter id to a model's id: Ollama serves "llama3"
+	// as "llama3:latest", and so does FLM.
+	aliases map[string]string
 }
 
 // NewCatalog indexes endpoints, their detected states and the models of the
@@ -32,7 +35,7 @@ type Catalog struct {
 func NewCatalog(endpoints []engine.Endpoint, states []engine.State, models []engine.Model) *Catalog {
 	c := &Catalog{
 		endpoints: map[string]engine.Endpoint{}, running: map[string]bool{},
-		byID: map[string]engine.Model{}, byName: map[string][]string{},
+		byID: map[string]engine.Model{}, byName: map[string][]string{}, aliases: map[string]string{},
 	}
 	for _, ep := range endpoints {
 		c.endpoints[ep.ID] = ep
@@ -50,6 +53,15 @@ func NewCatalog(endpoints []engine.Endpoint, states []engine.State, models []eng
 		c.models = append(c.models, m)
 		c.byID[m.ID] = m
 		c.byName[m.Name] = append(c.byName[m.Name], m.ID)
+	}
+	for _, m := range c.models {
+		if short, ok := strings.CutSuffix(m.Name, ":latest"); ok && m.EngineKind == engine.Ollama && short != "" {
+			id := engine.ModelID(m.EngineID, short)
+			if _, taken := c.byID[id]; !taken {
+				c.aliases[id] = m.ID
+				c.byName[short] = append(c.byName[short], m.ID)
+			}
+		}
 	}
 	slices.SortFunc(c.models, func(a, b engine.Model) int { return strings.Compare(a.ID, b.ID) })
 	for _, ids := range c.byName {
@@ -82,10 +94,14 @@ func (c *Catalog) Resolve(model string) (Target, error) {
 		if !c.running[engineID] {
 			return Target{}, &Error{Kind: EngineUnavailable, Code: "engine_unavailable", Message: fmt.Sprintf("engine %s (%s at %s) is not running", engineID, engine.DisplayName(ep.Kind), ep.BaseURL)}
 		}
-		if _, ok := c.byID[model]; !ok {
+		if full, ok := c.aliases[model]; ok {
+			model = full
+		}
+		m, ok := c.byID[model]
+		if !ok {
 			return Target{}, &Error{Kind: ModelNotFound, Param: "model", Code: "model_not_found", Message: fmt.Sprintf("engine %s has no model %s", engineID, quote(name))}
 		}
-		return Target{Endpoint: ep, Model: name, ID: model}, nil
+		return Target{Endpoint: ep, Model: m.UpstreamName(), ID: model}, nil
 	}
 	ids := c.byName[model]
 	switch len(ids) {
@@ -93,7 +109,7 @@ func (c *Catalog) Resolve(model string) (Target, error) {
 		return Target{}, &Error{Kind: ModelNotFound, Param: "model", Code: "model_not_found", Message: fmt.Sprintf("no running engine serves model %s; GET /v1/models lists the available ones", quote(model))}
 	case 1:
 		m := c.byID[ids[0]]
-		return Target{Endpoint: c.endpoints[m.EngineID], Model: m.Name, ID: m.ID}, nil
+		return Target{Endpoint: c.endpoints[m.EngineID], Model: m.UpstreamName(), ID: m.ID}, nil
 	}
 	return Target{}, &Error{
 		Kind: Ambiguous, Param: "model", Code: "ambiguous_model", Candidates: slices.Clone(ids),

@@ -100,7 +100,8 @@ func catalog() *Catalog {
 	m := func(e, n string) engine.Model {
 		return engine.Model{ID: engine.ModelID(e, n), EngineID: e, Name: n}
 	}
-	return NewCatalog(eps, states, []engine.Model{m("ollama", "llama3:latest"), m("ollama", "shared"), m("llamacpp", "org/model:Q4"), m("llamacpp", "shared"), m("vllm", "down-model")})
+	ollama := func(n string) engine.Model { x := m("ollama", n); x.EngineKind = engine.Ollama; return x }
+	return NewCatalog(eps, states, []engine.Model{ollama("llama3:latest"), m("ollama", "shared"), m("llamacpp", "org/model:Q4"), m("llamacpp", "shared"), m("vllm", "down-model")})
 }
 
 func TestCatalogResolve(t *testing.T) {
@@ -113,6 +114,8 @@ func TestCatalogResolve(t *testing.T) {
 		"org/model:Q4":                "llamacpp org/model:Q4",
 		"llama3:latest":               "ollama llama3:latest",
 		"flm://ollama/shared":         "ollama shared",
+		"llama3":                      "ollama llama3:latest",
+		"flm://ollama/llama3":         "ollama llama3:latest",
 	} {
 		tg, err := c.Resolve(in)
 		if err != nil || tg.Endpoint.ID+" "+tg.Model != want {

@@ -50,6 +50,7 @@ type CLI struct {
 	Engines    EnginesCmd    `cmd:"" help:"Detect and manage LLM engines."`
 	Models     ModelsCmd     `cmd:"" help:"List models of every reachable engine."`
 	Proxy      ProxyCmd      `cmd:"" help:"Run the secure OpenAI-compatible proxy."`
+	Chat       ChatCmd       `cmd:"" help:"Chat with a model through a running proxy."`
 	Config     ConfigCmd     `cmd:"" help:"Read and change settings."`
 	APIKeys    APIKeysCmd    `cmd:"" name:"api-keys" help:"Manage API keys."`
 	Security   SecurityCmd   `cmd:"" help:"Security policy and backups."`
