@@ -23,6 +23,18 @@ if ! staticcheck -version 2>/dev/null | grep -q "${STATICCHECK_VERSION#v}"; then
   go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
 fi
 
+# The OpenAI Node client test (proxy/clients_test.go) needs Node.js and the
+# pinned npm package.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  step "install Node.js (Debian packages)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq nodejs npm
+fi
+if [ ! -d tools/clienttest/node_modules/openai ]; then
+  step "npm ci (tools/clienttest)"
+  (cd tools/clienttest && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 mods=("$@")
 if [ ${#mods[@]} -eq 0 ]; then
   mapfile -t mods < <(sed -n 's#^\s*\./\([a-z-]*\)$#\1#p' go.work)

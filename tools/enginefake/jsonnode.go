@@ -237,8 +237,6 @@ func (n *jnode) str() string {
 
 func (n *jnode) isString() bool { return n != nil && n.kind == 0 && len(n.raw) > 0 && n.raw[0] == '"' }
 
-func (n *jnode) isNull() bool { return n == nil || (n.kind == 0 && string(n.raw) == "null") }
-
 func (n *jnode) isArray() bool { return n != nil && n.kind == '[' }
 
 // replaceInStrings replaces old with new inside every string value below n

@@ -66,6 +66,32 @@ func (c *call) sleep(d time.Duration) bool {
 	}
 }
 
+// waitWhileFailure blocks until the failure mode is no longer f, the
+// timeout passes, the client goes away or the server closes. It reports
+// whether the request should go on.
+func (c *call) waitWhileFailure(f Failure, timeout time.Duration) bool {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		c.s.mu.Lock()
+		cur, ch := c.s.failure, c.s.failCh
+		c.s.mu.Unlock()
+		if cur != f {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return true
+		case <-c.r.Context().Done():
+			c.gone()
+			return false
+		case <-c.s.closed:
+			return false
+		}
+	}
+}
+
 func (c *call) hang() {
 	c.note = "hang"
 	select {
@@ -176,8 +202,8 @@ func (f framing) frame(payload []byte) []byte {
 // connection is reset.
 const resetAfterEvents = 2
 
-// pacer waits TTFT before the first event and 1/TokensPerSecond before each
-// later one.
+// pace is the wait before event i: TTFT before the first, 1/TokensPerSecond
+// before each later one.
 func (c *call) pace(i int) time.Duration {
 	if i == 0 {
 		return c.s.opts.TTFT
@@ -324,7 +350,7 @@ func writeChunk(w *bufio.Writer, b []byte) error {
 	return w.Flush()
 }
 
-// stringOf returns the request body's top-level string field (or "").
+// stringField returns a top-level string field of a request body (or "").
 func stringField(n *jnode, key string) string { return n.get(key).str() }
 
 // boolField reads a top-level boolean; absent or not a boolean = def.
@@ -390,4 +416,40 @@ func bodyNode(fx *Fixture) *jnode {
 	b := fx.Response.Body
 	n.trail = b[len(bytes.TrimRight(b, " \t\r\n")):]
 	return n
+}
+
+// pick is a conditional expression.
+func pick[T any](cond bool, yes, no T) T {
+	if cond {
+		return yes
+	}
+	return no
+}
+
+// methodIn reports whether m is in a "GET, HEAD" style list.
+func methodIn(m, allowed string) bool {
+	for _, a := range strings.Split(allowed, ", ") {
+		if a == m {
+			return true
+		}
+	}
+	return false
+}
+
+// inputCount is how many texts an embedding request asks for (-1: one
+// string).
+func inputCount(v *jnode) int {
+	if v.isArray() {
+		return len(v.vals)
+	}
+	return -1
+}
+
+// cycle returns n clones of the captured items, repeating them in order.
+func cycle(items []*jnode, n int) []*jnode {
+	out := make([]*jnode, n)
+	for i := range out {
+		out[i] = items[i%len(items)].clone()
+	}
+	return out
 }

@@ -1,17 +1,6 @@
-// Package enginefake serves fake local LLM engines (Ollama, vLLM, LM Studio,
-// llama.cpp's llama-server) that answer from captured real responses.
-//
-// Every answer is a replay of a fixture under fixtures/ (see its README): the
-// status, the headers that matter, the JSON keys, their order and value types,
-// the SSE / NDJSON framing and the engines' quirks are the captured ones. Only
-// model names, context lengths and the like are substituted, inside a clone of
-// the captured JSON. Where no capture exists for a case the code says
-// "derived" and names its source.
 package enginefake
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -53,6 +42,13 @@ func (k Kind) DefaultPort() int {
 // Model is a model the fake serves. Its JSON everywhere is a clone of a
 // captured model of the same sort (chat or embedding) with only the name,
 // context length and chat-vs-embedding fields replaced.
+//
+// Per kind: Ollama completes a name without tag with ":latest" (as it lists
+// it) and echoes names as the client wrote them; llama.cpp (single-model)
+// serves Models[0] under its name (as with --alias) and any Embedding model
+// turns --embeddings on (with --metrics, as in the only such capture); vLLM
+// serves them as served model names, the first being the default; LM Studio
+// lists them all as loaded.
 type Model struct {
 	Name          string
 	Embedding     bool
@@ -99,8 +95,11 @@ type Options struct {
 	Failure         Failure
 	// APIKey (vLLM, LM Studio): when set, require "Authorization: Bearer <key>"
 	// and answer like the engine does otherwise.
-	APIKey  string
-	Version string // "" = the captured version
+	APIKey string
+	// Version: "" = the captured version. Ollama /api/version, vLLM /version
+	// (before "0.10" errors use the legacy flat envelope), llama.cpp
+	// build_info and system_fingerprint (e.g. "b10470-34af94cd9").
+	Version string
 	// Router (llama.cpp only): llama-server's router mode (--models-dir),
 	// several models loaded on demand, answering like router_mode/ captures.
 	Router bool
@@ -394,7 +393,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{s: s, w: w, r: r, body: body, failure: failure}
 	defer func() {
 		if s.opts.Log != nil {
-			s.opts.Log.Printf("%s %s %s %s", r.Method, r.URL.RequestURI(), c.statusText(), time.Since(start).Round(time.Microsecond))
+			s.opts.Log.Printf("%s %s %s %s", r.Method, r.URL.Path, c.statusText(), time.Since(start).Round(time.Microsecond))
 		}
 	}()
 	if !c.sleep(latency) {
@@ -409,42 +408,4 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.eng.serve(c)
-}
-
-// waitFailureChange blocks until the failure mode is no longer f, the
-// timeout passes, the client goes away or the server closes. It reports
-// whether the request should go on.
-func (c *call) waitWhileFailure(f Failure, timeout time.Duration) bool {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	for {
-		c.s.mu.Lock()
-		cur, ch := c.s.failure, c.s.failCh
-		c.s.mu.Unlock()
-		if cur != f {
-			return true
-		}
-		select {
-		case <-ch:
-		case <-t.C:
-			return true
-		case <-c.r.Context().Done():
-			c.gone()
-			return false
-		case <-c.s.closed:
-			return false
-		}
-	}
-}
-
-var errClosed = errors.New("enginefake: server closed")
-
-// ctxErr reports why a wait ended early.
-func (c *call) ctxErr() error {
-	select {
-	case <-c.s.closed:
-		return errClosed
-	default:
-		return context.Cause(c.r.Context())
-	}
 }

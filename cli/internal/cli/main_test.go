@@ -10,6 +10,24 @@ import (
 	"testing"
 )
 
+// hermeticEnv points the default engine endpoints at the discard port,
+// where nothing listens, so engines running on this machine (a developer's
+// Ollama, llama-server on 8080) cannot leak into the tests.
+var hermeticEnv = map[string]string{
+	"OLLAMA_HOST":       "127.0.0.1:9",
+	"VLLM_PORT":         "9",
+	"LMSTUDIO_API_HOST": "127.0.0.1:9",
+	"LLAMA_ARG_PORT":    "9",
+}
+
+func hermeticEnviron() []string {
+	env := os.Environ()
+	for k, v := range hermeticEnv {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
 // result is one flm invocation driven through Main.
 type result struct {
 	stdout, stderr string
@@ -69,7 +87,7 @@ func flmRun(t *testing.T, dir, stdin string, hook func(*App), args ...string) re
 		if k == "FLM_DATA_DIR" {
 			return dir
 		}
-		return ""
+		return hermeticEnv[k]
 	}}
 	code := mainWith(args, env, hook)
 	return result{out.String(), errb.String(), code}

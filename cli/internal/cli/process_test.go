@@ -42,6 +42,7 @@ func TestMain(m *testing.M) {
 func flmProc(t *testing.T, dir string, args ...string) (stdout []byte, err error) {
 	t.Helper()
 	cmd := exec.Command(flmBin, append([]string{"--data-dir", dir}, args...)...)
+	cmd.Env = hermeticEnviron()
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	out, err := cmd.Output()
@@ -100,6 +101,7 @@ func TestSIGKILLDuringCreate(t *testing.T) {
 	killed := 0
 	for i := range 50 {
 		cmd := exec.Command(flmBin, "--data-dir", dir, "api-keys", "create", "--label", fmt.Sprintf("kill-%d", i))
+		cmd.Env = hermeticEnviron()
 		var out bytes.Buffer
 		cmd.Stdout = &out
 		if err := cmd.Start(); err != nil {

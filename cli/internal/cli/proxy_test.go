@@ -117,12 +117,13 @@ func TestProxyLifecycle(t *testing.T) {
 	}
 
 	chat := exec.Command(flmBin, "--data-dir", dir, "chat", "--model", "flm://llamacpp-t/tiny", "--prompt", "hello", "--stream")
-	chat.Env = append(os.Environ(), "FLM_API_KEY="+k.PlainKey)
+	chat.Env = append(hermeticEnviron(), "FLM_API_KEY="+k.PlainKey)
 	out, err := chat.Output()
 	if err != nil || len(bytes.TrimSpace(out)) == 0 {
 		t.Fatalf("flm chat --stream: %v %q", err, out)
 	}
 	chat = exec.Command(flmBin, "--data-dir", dir, "chat", "--model", "llama3:latest", "--prompt", "hello", "--json", "--api-key", k.PlainKey)
+	chat.Env = hermeticEnviron()
 	out, err = chat.Output()
 	var res struct {
 		Data struct {

@@ -110,8 +110,9 @@ func (s Engines) SaveState(ctx context.Context, id string, c engine.Cached, at t
 	})
 }
 
-// healthLogKeep bounds engine_health_logs per engine.
-const healthLogKeep = 1000
+// healthLogKeep bounds engine_health_logs per engine (a variable so tests
+// can exercise the bound quickly).
+var healthLogKeep = 1000
 
 // AppendHealth implements engine.HealthLog, keeping the newest
 // healthLogKeep rows per engine.

@@ -285,13 +285,15 @@ func TestHealthLogBounded(t *testing.T) {
 	ctx := context.Background()
 	d := open(t, t.TempDir(), Config)
 	s := Engines{d}
+	defer func(n int) { healthLogKeep = n }(healthLogKeep)
+	healthLogKeep = 25
 	for i := range healthLogKeep + 20 {
 		if err := s.AppendHealth(ctx, "ollama", engine.Status{State: engine.RunningDegraded, LatencyMS: int64(i)}, time.UnixMilli(int64(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	_ = s.AppendHealth(ctx, "vllm", engine.Status{State: engine.ErrorNetwork}, time.Now())
-	if n, _ := d.Count(ctx, "engine_health_logs", "engine_id = 'ollama'"); n != healthLogKeep {
+	if n, _ := d.Count(ctx, "engine_health_logs", "engine_id = 'ollama'"); n != int64(healthLogKeep) {
 		t.Fatalf("%d rows kept, want %d", n, healthLogKeep)
 	}
 	if n, _ := d.Count(ctx, "engine_health_logs", "engine_id = 'vllm' AND error_rate = 1"); n != 1 {
