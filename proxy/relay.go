@@ -141,7 +141,7 @@ func engineError(t gateway.Target, resp *http.Response) *apiError {
 		e.Status, e.Type, e.Code = http.StatusBadGateway, typeEngine, "engine_auth_failed"
 		e.Message = name + " refused FLM's credentials; check the endpoint's --api-key-env variable"
 	case status == http.StatusNotFound:
-		e.Type, e.Code = typeNotFound, "model_not_found"
+		e.Type, e.Code, e.Param = typeNotFound, "model_not_found", "model"
 	case status == http.StatusTooManyRequests:
 		e.Type, e.Code = typeRate, "engine_rate_limited"
 		e.Header = retryAfter(5)
