@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -397,12 +396,97 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-func TestServerTimeoutsSet(t *testing.T) {
-	s := &Server{}
-	s.log = nil
-	srv := (&Server{log: discardLogger()}).httpServer(http.NotFoundHandler())
-	if srv.ReadHeaderTimeout == 0 || srv.ReadTimeout == 0 || srv.WriteTimeout != 0 || srv.MaxHeaderBytes == 0 {
-		t.Fatalf("timeouts: header %v read %v write %v (a write timeout would cut healthy streams)", srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout)
+// Slow clients cannot hold a connection: headers that trickle (slowloris)
+// and a chunked body that never ends are both cut.
+func TestSlowClientsCut(t *testing.T) {
+	src, key := newMemSource(t)
+	p := startProxy(t, src, key, func(o *Options) { o.ReadHeaderTimeout = 300 * time.Millisecond; o.ReadTimeout = 600 * time.Millisecond })
+	addr := strings.TrimPrefix(p.url, "http://")
+	for name, send := range map[string]func(net.Conn){
+		"slowloris": func(c net.Conn) {
+			_, _ = c.Write([]byte("GET /v1/models HTTP/1.1\r\nHost: localhost\r\n"))
+			for i := 0; i < 30; i++ {
+				if _, err := c.Write([]byte("X-Slow: 1\r\n")); err != nil {
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		},
+		"endless chunked body": func(c net.Conn) {
+			_, _ = c.Write([]byte("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + key.Plain + "\r\nTransfer-Encoding: chunked\r\n\r\n"))
+			for i := 0; i < 30; i++ {
+				if _, err := c.Write([]byte("1\r\n{\r\n")); err != nil {
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			start := time.Now()
+			go send(c)
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, _ = io.ReadAll(c) // returns when the server closes the connection
+			if el := time.Since(start); el > 2500*time.Millisecond {
+				t.Fatalf("the server held the connection for %v", el)
+			}
+		})
 	}
-	_ = httptest.NewRecorder
+	srv := (&Server{log: discardLogger(), opts: Options{ReadHeaderTimeout: time.Second, ReadTimeout: time.Second}}).httpServer(http.NotFoundHandler())
+	if srv.WriteTimeout != 0 || srv.MaxHeaderBytes == 0 {
+		t.Fatalf("write timeout %v would cut healthy streams; max header bytes %d", srv.WriteTimeout, srv.MaxHeaderBytes)
+	}
+}
+
+type memAudit struct {
+	mu     sync.Mutex
+	events []AuditEvent
+}
+
+func (m *memAudit) Audit(_ context.Context, evs []AuditEvent) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.events = append(m.events, evs...)
+	return nil
+}
+
+func (m *memAudit) all() []AuditEvent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]AuditEvent(nil), m.events...)
+}
+
+// Auth failures and blocks are audited, collapsed: 50 failures from one
+// address are one row with a count, not 50 rows; successes are not audited.
+func TestAuditCollapsed(t *testing.T) {
+	src, key := newMemSource(t)
+	audit := &memAudit{}
+	p := startProxy(t, src, key, func(o *Options) { o.Audit = audit; o.AuditEvery = 100 * time.Millisecond })
+	for range 50 {
+		p.do(t, "GET", "/v1/models", "", "Authorization", "Bearer nope")
+	}
+	for range 5 {
+		p.do(t, "GET", "/v1/models", "", p.auth()...)
+	}
+	p.do(t, "GET", "/v1/models", "", append(p.auth(), "Host", "evil.example")...)
+	deadline := time.Now().Add(3 * time.Second)
+	for len(audit.all()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	evs := audit.all()
+	counts := map[string]int{}
+	for _, e := range evs {
+		counts[e.Type] += e.Count
+		if e.Type == "auth_failure" && e.Detail != "invalid_or_revoked_api_key" {
+			t.Fatalf("auth failure detail %q", e.Detail)
+		}
+	}
+	if len(evs) != 2 || counts["auth_failure"] != 50 || counts["host_blocked"] != 1 {
+		t.Fatalf("audit rows = %+v", evs)
+	}
 }

@@ -53,6 +53,11 @@ type Options struct {
 	Getenv func(string) string
 	// Transport reaches engines; nil = a tuned default.
 	Transport http.RoundTripper
+	// ReadHeaderTimeout and ReadTimeout bound slow clients (slowloris, a
+	// body that never ends); 0 = 10 s and 2 min.
+	ReadHeaderTimeout, ReadTimeout time.Duration
+	// AuditEvery is how often collapsed audit events are written; 0 = 1 min.
+	AuditEvery time.Duration
 }
 
 // DefaultBodyLimit is PRODUCT.md's 10 MiB.
@@ -102,6 +107,15 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	if opts.DetectEvery <= 0 {
 		opts.DetectEvery = 15 * time.Second
+	}
+	if opts.ReadHeaderTimeout <= 0 {
+		opts.ReadHeaderTimeout = 10 * time.Second
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = 2 * time.Minute
+	}
+	if opts.AuditEvery <= 0 {
+		opts.AuditEvery = auditWindow
 	}
 	if opts.Getenv == nil {
 		opts.Getenv = func(string) string { return "" }
@@ -204,8 +218,8 @@ func (s *Server) metricsHandler() http.Handler { return promHandler(s.metrics.re
 func (s *Server) httpServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second, // slowloris
-		ReadTimeout:       2 * time.Minute,  // a body that never ends
+		ReadHeaderTimeout: s.opts.ReadHeaderTimeout, // slowloris
+		ReadTimeout:       s.opts.ReadTimeout,       // a body that never ends
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10, // 10,000 headers → 431
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
@@ -262,7 +276,7 @@ func (s *Server) Serve(lns []net.Listener) error {
 	}
 	s.done.Add(2)
 	go func() { defer s.done.Done(); s.loop(ctx) }()
-	go func() { defer s.done.Done(); s.audit.run(ctx, auditWindow) }()
+	go func() { defer s.done.Done(); s.audit.run(ctx, s.opts.AuditEvery) }()
 	return nil
 }
 
