@@ -87,9 +87,11 @@ func (v *vllm) derived(c *call, status int, n *jnode) { c.replyNode(vfx("version
 
 func (v *vllm) serve(c *call) {
 	p := c.r.URL.Path
-	if c.failure == FailLoading {
-		// vLLM does not listen before its model is up; a dead engine's
-		// /health is this empty 503. Every route answers it here.
+	if c.failure == FailLoading && p != "/version" && p != "/v1/models" {
+		// vLLM does not listen before its model is up; once its engine
+		// process died, /health is this empty 503 while the API server's
+		// static routes (/version, /v1/models) still answer. Inference
+		// routes fail the same way here.
 		c.replay(vfx("health_engine_dead.http"))
 		return
 	}

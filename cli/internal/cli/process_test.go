@@ -257,8 +257,31 @@ func TestPlaintextKeysNeverOnDisk(t *testing.T) {
 		plains = append(plains, env.Data.PlainKey)
 	}
 	plains = append(plains, a.PlainKey, b.PlainKey, rot.PlainKey)
+	// A proxy that served the keys (good, revoked, and one that never
+	// existed) writes logs and audit rows; none may hold a key.
+	h := startProxyProc(t, dir, "--port", fmt.Sprint(freePort(t)))
+	unknown := "flm_" + strings.Repeat("Q", 43)
+	plains = append(plains, unknown)
+	for _, k := range []string{rot.PlainKey, b.PlainKey, unknown, plains[0]} {
+		httpGet(t, h.URLs.Local+"/v1/models", k)
+	}
+	if _, err := flmProc(t, dir, "proxy", "stop", "--all"); err != nil {
+		t.Fatal(err)
+	}
+	if logs, _ := os.ReadDir(filepath.Join(dir, "logs")); len(logs) == 0 {
+		t.Fatal("the proxy wrote no log; the scan would prove nothing about logs")
+	}
+	sec, err := store.Open(context.Background(), dir, store.Security)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := sec.Count(context.Background(), "audit_logs", "event_type = 'auth_failure'")
+	sec.Close()
+	if n != 1 {
+		t.Fatalf("%d auth_failure audit rows; want the two failures collapsed into 1", n)
+	}
 	files := 0
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil || e.IsDir() {
 			return err
 		}
