@@ -54,7 +54,7 @@ func (a *auditor) record(ev AuditEvent) {
 	if a == nil || a.sink == nil {
 		return
 	}
-	key := ev.Type + "|" + ev.IP + "|" + ev.Detail + "|" + ev.KeyID
+	key := ev.Type + "|" + ev.IP + "|" + ev.Detail + "|" + ev.KeyID + "|" + ev.Endpoint
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if p, ok := a.pending[key]; ok {

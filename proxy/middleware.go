@@ -118,31 +118,41 @@ func peerAddr(r *http.Request) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// resolveClientIP is the socket peer, unless the peer is a trusted proxy:
-// then the right-most X-Forwarded-For entry that is not itself a trusted
-// proxy (or X-Real-IP). Headers from anyone else are ignored.
+// resolveClientIP is the socket peer, unless the peer is a trusted proxy.
+// Then it is X-Real-IP when the proxy set one, else the right-most
+// X-Forwarded-For entry that is not itself a trusted proxy. A proxied
+// request whose headers do not name a valid client gets the invalid
+// address: it is never mistaken for the proxy (often loopback) itself.
+// Headers from any other peer are ignored.
 func resolveClientIP(r *http.Request, pol *policy.Compiled) netip.Addr {
 	peer := peerAddr(r)
 	if !peer.IsValid() || !pol.IsTrustedProxy(peer) {
 		return peer
 	}
-	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
-		parts := strings.Split(strings.Join(xff, ","), ",")
-		for i := len(parts) - 1; i >= 0; i-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(parts[i]))
-			if err != nil {
-				return peer // a malformed chain is not believed
-			}
-			a = a.Unmap()
-			if !pol.IsTrustedProxy(a) {
-				return a
+	if v := r.Header.Values("X-Real-Ip"); len(v) > 0 {
+		if len(v) == 1 {
+			if a, err := netip.ParseAddr(strings.TrimSpace(v[0])); err == nil {
+				return a.Unmap().WithZone("")
 			}
 		}
+		return netip.Addr{}
 	}
-	if a, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get("X-Real-IP"))); err == nil {
-		return a.Unmap()
+	xff := r.Header.Values("X-Forwarded-For")
+	if len(xff) == 0 {
+		return netip.Addr{}
 	}
-	return peer
+	parts := strings.Split(strings.Join(xff, ","), ",")
+	for i := len(parts) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(parts[i]))
+		if err != nil {
+			return netip.Addr{}
+		}
+		a = a.Unmap().WithZone("")
+		if !pol.IsTrustedProxy(a) {
+			return a
+		}
+	}
+	return netip.Addr{}
 }
 
 // ipFilter resolves the client IP and applies the allowlist. /health is
@@ -165,8 +175,29 @@ func (s *Server) ipFilter(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (s *Server) block(c *echo.Context, event, detail string) {
 	s.metrics.blocked.WithLabelValues(event).Inc()
-	s.audit.record(AuditEvent{Type: event, Severity: "medium", IP: clientIP(c).String(), Endpoint: c.Request().URL.Path,
+	s.audit.record(AuditEvent{Type: event, Severity: "medium", IP: clientIP(c).String(), Endpoint: auditPath(c),
 		RequestID: requestID(c), Status: http.StatusForbidden, At: time.Now(), Detail: detail})
+}
+
+// auditPath is the request's path when it is one of FLM's routes, else
+// "other": a client must not be able to write arbitrary bytes (or 64 KiB
+// paths) into the audit log.
+func auditPath(c *echo.Context) string {
+	switch p := c.Request().URL.Path; p {
+	case "/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
+		return p
+	}
+	return "other"
+}
+
+// limiterKey groups IPv6 clients by /64: one host usually owns a whole
+// /64 and could otherwise rotate addresses past the limit.
+func limiterKey(ip netip.Addr) string {
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
 }
 
 // hostCheck refuses Host headers other than loopback names while the proxy
@@ -274,10 +305,10 @@ func (s *Server) ipLimiter(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			lim = defaultIPLimit
 		}
-		d := s.ipLimit.Allow(ip.String(), lim)
+		d := s.ipLimit.Allow(limiterKey(ip), lim)
 		if !d.Allowed {
 			s.metrics.rateLimited.WithLabelValues("ip").Inc()
-			s.audit.record(AuditEvent{Type: "rate_limited", Severity: "low", IP: ip.String(), Endpoint: c.Request().URL.Path, RequestID: requestID(c), Status: http.StatusTooManyRequests, At: time.Now(), Detail: "ip_rate_limit"})
+			s.audit.record(AuditEvent{Type: "rate_limited", Severity: "low", IP: ip.String(), Endpoint: auditPath(c), RequestID: requestID(c), Status: http.StatusTooManyRequests, At: time.Now(), Detail: "ip_rate_limit"})
 			e := newError(http.StatusTooManyRequests, typeRate, "rate_limit_exceeded", "too many requests from your address; retry after %d s", int(d.RetryAfter.Seconds()+0.999))
 			e.Header = retryAfter(int(d.RetryAfter.Seconds() + 0.999))
 			return e
@@ -315,7 +346,7 @@ func (s *Server) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
 			problem = "invalid_or_revoked_api_key"
 		}
 		s.metrics.authFailures.WithLabelValues(problem).Inc()
-		s.audit.record(AuditEvent{Type: "auth_failure", Severity: "medium", IP: clientIP(c).String(), Endpoint: c.Request().URL.Path, RequestID: requestID(c), Status: http.StatusUnauthorized, At: time.Now(), Detail: problem})
+		s.audit.record(AuditEvent{Type: "auth_failure", Severity: "medium", IP: clientIP(c).String(), Endpoint: auditPath(c), RequestID: requestID(c), Status: http.StatusUnauthorized, At: time.Now(), Detail: problem})
 		e := newError(http.StatusUnauthorized, typeAuth, "invalid_api_key", "a valid FLM API key is required: send Authorization: Bearer <key>")
 		e.Header = http.Header{"Www-Authenticate": {`Bearer realm="flm"`}}
 		return e
@@ -338,7 +369,7 @@ func (s *Server) keyLimiter(next echo.HandlerFunc) echo.HandlerFunc {
 		h.Set("X-RateLimit-Reset", strconv.Itoa(int(d.Reset.Seconds()+0.999)))
 		if !d.Allowed {
 			s.metrics.rateLimited.WithLabelValues("key").Inc()
-			s.audit.record(AuditEvent{Type: "rate_limited", Severity: "low", IP: clientIP(c).String(), KeyID: rec.ID, Endpoint: c.Request().URL.Path, RequestID: requestID(c), Status: http.StatusTooManyRequests, At: time.Now(), Detail: "rate_limit"})
+			s.audit.record(AuditEvent{Type: "rate_limited", Severity: "low", IP: clientIP(c).String(), KeyID: rec.ID, Endpoint: auditPath(c), RequestID: requestID(c), Status: http.StatusTooManyRequests, At: time.Now(), Detail: "rate_limit"})
 			secs := int(d.RetryAfter.Seconds() + 0.999)
 			e := newError(http.StatusTooManyRequests, typeRate, "rate_limit_exceeded", "rate limit of this API key reached; retry after %d s", secs)
 			e.Header = retryAfter(secs)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -87,7 +88,9 @@ type testProxy struct {
 // startProxy runs a real proxy on a loopback port.
 func startProxy(t *testing.T, src *memSource, key apikey.Issued, mutate ...func(*Options)) *testProxy {
 	t.Helper()
-	opts := Options{Config: proxyctl.Config{Mode: proxyctl.LocalHTTP, Port: freePort(t), Bind: "127.0.0.1", Egress: proxyctl.Egress{Mode: proxyctl.EgressDirect}}, Source: src}
+	cfg := testConfig()
+	cfg.Port = freePort(t)
+	opts := Options{Config: cfg, Source: src}
 	for _, m := range mutate {
 		m(&opts)
 	}
@@ -104,6 +107,10 @@ func startProxy(t *testing.T, src *memSource, key apikey.Issued, mutate ...func(
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
 	return &testProxy{srv: srv, url: "http://" + lns[0].Addr().String(), src: src, key: key}
+}
+
+func testConfig() proxyctl.Config {
+	return proxyctl.Config{Mode: proxyctl.LocalHTTP, Port: 8080, Bind: "127.0.0.1", Egress: proxyctl.Egress{Mode: proxyctl.EgressDirect}}
 }
 
 func freePort(t *testing.T) int {
@@ -488,5 +495,107 @@ func TestAuditCollapsed(t *testing.T) {
 	}
 	if len(evs) != 2 || counts["auth_failure"] != 50 || counts["host_blocked"] != 1 {
 		t.Fatalf("audit rows = %+v", evs)
+	}
+}
+
+// /metrics is open to loopback clients only; a proxied request whose
+// forwarding headers are malformed is not loopback either.
+func TestMetricsNeedKeyOffLoopback(t *testing.T) {
+	src, key := newMemSource(t)
+	src.setPolicy(t, `{"trusted_proxy_ips":["127.0.0.1"]}`)
+	srv, err := New(context.Background(), Options{Config: testConfig(), Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(remote string, hdr ...string) int {
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		req.Host, req.RemoteAddr = "127.0.0.1:8080", remote
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		w := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(w, req)
+		return w.Code
+	}
+	cases := []struct {
+		remote string
+		hdr    []string
+		want   int
+	}{
+		{"127.0.0.1:1234", nil, 401},                                                               // via the trusted proxy without a client header
+		{"127.0.0.1:1234", []string{"X-Forwarded-For", "garbage"}, 401},                            // malformed chain
+		{"127.0.0.1:1234", []string{"X-Forwarded-For", "203.0.113.9, "}, 401},                      // empty last hop
+		{"127.0.0.1:1234", []string{"X-Forwarded-For", "203.0.113.9"}, 401},                        // a real remote client
+		{"127.0.0.1:1234", []string{"X-Real-IP", "127.0.0.1", "X-Forwarded-For", "10.0.0.1"}, 200}, // the proxy says: loopback client
+		{"[::1]:1234", nil, 200},                                                                   // loopback, not a trusted proxy
+		{"192.0.2.7:1234", nil, 401},
+		{"192.0.2.7:1234", []string{"Authorization", "Bearer " + key.Plain}, 200},
+	}
+	for i, c := range cases {
+		if got := get(c.remote, c.hdr...); got != c.want {
+			t.Errorf("case %d (%s %v): %d, want %d", i, c.remote, c.hdr, got, c.want)
+		}
+	}
+}
+
+// Running proxies pick up key and policy changes by themselves.
+func TestPeriodicRefresh(t *testing.T) {
+	src, key := newMemSource(t)
+	p := startProxy(t, src, key, func(o *Options) { o.RefreshEvery = 50 * time.Millisecond })
+	if r := p.do(t, "GET", "/v1/models", "", p.auth()...); r.status != 200 {
+		t.Fatalf("before: %d", r.status)
+	}
+	if _, err := src.keys.Revoke(context.Background(), key.ID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for p.do(t, "GET", "/v1/models", "", p.auth()...).status != 401 {
+		if time.Now().After(deadline) {
+			t.Fatal("a revoked key still works without a reload")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Concurrent misses share one detection instead of queueing one each.
+func TestRefreshOnMissCoalesced(t *testing.T) {
+	src, key := newMemSource(t)
+	p := startProxy(t, src, key)
+	time.Sleep(1100 * time.Millisecond)
+	before := src.engines
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.do(t, "POST", "/v1/chat/completions", chatBody("nope", false), p.auth()...)
+		}()
+	}
+	wg.Wait()
+	src.mu.Lock()
+	n := src.engines - before
+	src.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d detections for 10 concurrent misses", n)
+	}
+}
+
+func TestRedirectHost(t *testing.T) {
+	s := &Server{opts: Options{Config: proxyctl.Config{Mode: proxyctl.DevSelfSigned, Port: 9000, Bind: "0.0.0.0"}}}
+	for host, want := range map[string]string{
+		"127.0.0.1:9000":    "https://127.0.0.1:9001/v1/models",
+		"[::1]:9000":        "https://[::1]:9001/v1/models",
+		"myhost:9000":       "https://myhost:9001/v1/models",
+		"laptop.local":      "https://laptop.local:9001/v1/models",
+		"evil.example:9000": "https://localhost:9001/v1/models",
+		"a\"b":              "https://localhost:9001/v1/models",
+	} {
+		req := httptest.NewRequest("GET", "/v1/models", nil)
+		req.Host = host
+		w := httptest.NewRecorder()
+		s.redirectHandler().ServeHTTP(w, req)
+		if w.Code != http.StatusPermanentRedirect || w.Header().Get("Location") != want {
+			t.Errorf("Host %q → %d %s, want %s", host, w.Code, w.Header().Get("Location"), want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v5"
 
@@ -42,22 +43,23 @@ func (s *Server) forwardRoute(route gateway.Route) echo.HandlerFunc {
 		if err != nil {
 			return fromGateway(err)
 		}
-		return s.forward(c, route, req.Stream, target, out)
+		return s.forward(c, route, req.Stream, req.WantsUsage(), target, out)
 	}
 }
 
 // resolve routes a model, re-detecting engines once on a miss.
 func (s *Server) resolve(ctx context.Context, model string) (gateway.Target, error) {
+	missed := time.Now()
 	t, err := s.snap.Load().catalog.Resolve(model)
 	var ge *gateway.Error
-	if errors.As(err, &ge) && (ge.Kind == gateway.ModelNotFound || ge.Kind == gateway.EngineUnavailable) && s.refreshOnMiss(ctx) {
+	if errors.As(err, &ge) && (ge.Kind == gateway.ModelNotFound || ge.Kind == gateway.EngineUnavailable) && s.refreshOnMiss(ctx, missed) {
 		return s.snap.Load().catalog.Resolve(model)
 	}
 	return t, err
 }
 
 // forward sends body to the target engine and relays its answer.
-func (s *Server) forward(c *echo.Context, route gateway.Route, stream bool, t gateway.Target, body []byte) error {
+func (s *Server) forward(c *echo.Context, route gateway.Route, stream, usage bool, t gateway.Target, body []byte) error {
 	ctx := c.Request().Context()
 	up, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(t.Endpoint.BaseURL, "/")+route.Path(), bytes.NewReader(body))
 	if err != nil {
@@ -89,7 +91,7 @@ func (s *Server) forward(c *echo.Context, route gateway.Route, stream bool, t ga
 			return nil // the client went away; nothing to answer
 		}
 		s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "unreachable").Inc()
-		go s.refreshOnMiss(context.WithoutCancel(ctx))
+		s.refreshInBackground()
 		return newError(http.StatusBadGateway, typeEngine, "engine_unreachable", "engine %s (%s) did not answer: %s", t.Endpoint.ID, engine.DisplayName(t.Endpoint.Kind), transportReason(err))
 	}
 	defer resp.Body.Close()
@@ -100,7 +102,7 @@ func (s *Server) forward(c *echo.Context, route gateway.Route, stream bool, t ga
 	w := c.Response()
 	ct := resp.Header.Get("Content-Type")
 	if stream && strings.HasPrefix(ct, "text/event-stream") {
-		return s.relaySSE(c, t, resp.Body)
+		return s.relaySSE(c, t, resp.Body, usage)
 	}
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(resp.StatusCode)
@@ -202,7 +204,7 @@ func engineMessage(raw []byte) string {
 //     the content chunks and marked "flm_estimated";
 //   - a stream that breaks or ends before [DONE] gets an error event and
 //     then [DONE], so a client never mistakes a cut answer for a whole one.
-func (s *Server) relaySSE(c *echo.Context, t gateway.Target, body io.Reader) error {
+func (s *Server) relaySSE(c *echo.Context, t gateway.Target, body io.Reader, addUsage bool) error {
 	w := c.Response()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -214,7 +216,7 @@ func (s *Server) relaySSE(c *echo.Context, t gateway.Target, body io.Reader) err
 	s.metrics.activeStreams.Inc()
 	defer s.metrics.activeStreams.Dec()
 
-	var st sseState
+	st := sseState{addUsage: addUsage}
 	buf := make([]byte, 32<<10)
 	ctx := c.Request().Context()
 	for {
@@ -230,6 +232,12 @@ func (s *Server) relaySSE(c *echo.Context, t gateway.Target, body io.Reader) err
 		if err == nil && !st.done {
 			continue
 		}
+		if errors.Is(err, io.EOF) && !st.done {
+			if out := st.finish(); len(out) > 0 {
+				_, _ = w.Write(out)
+				_ = rc.Flush()
+			}
+		}
 		if st.done || ctx.Err() != nil {
 			return nil
 		}
@@ -238,10 +246,9 @@ func (s *Server) relaySSE(c *echo.Context, t gateway.Target, body io.Reader) err
 		if !errors.Is(err, io.EOF) {
 			reason = "the engine's stream broke: " + transportReason(err)
 		}
-		out := st.pending
-		if len(out) > 0 {
-			out = append(out, eventEnd...)
-		}
+		// A half-received event is dropped: sending it would hand the client
+		// truncated JSON.
+		var out []byte
 		e := newError(http.StatusBadGateway, typeEngine, "stream_error", "%s", reason)
 		out = append(out, "data: "...)
 		out = append(out, e.body(requestID(c))...)
@@ -252,51 +259,105 @@ func (s *Server) relaySSE(c *echo.Context, t gateway.Target, body io.Reader) err
 	}
 }
 
-var (
-	eventEnd     = []byte("\n\n")
-	doneData     = []byte("data: [DONE]")
-	usageField   = []byte(`"usage":{`)
-	contentField = []byte(`"content":"`)
-	textField    = []byte(`"text":"`)
-)
+var eventEnd = []byte("\n\n")
 
 // maxPendingEvent bounds an event without a terminator; past it the bytes
 // are passed through as they are.
 const maxPendingEvent = 1 << 20
 
-// sseState follows an event stream's events.
+// sseState follows an event stream's events (any of the line endings SSE
+// allows: LF, CRLF, CR).
 type sseState struct {
 	pending []byte // an incomplete event
 	last    []byte // the payload of the last data event
 	usage   bool   // a usage chunk was seen
 	chunks  int    // events that carried generated text
 	done    bool   // [DONE] was relayed
+	// addUsage: synthesise a usage chunk if the engine sends none.
+	addUsage bool
 }
 
-// feed takes bytes from the engine and returns what to send now.
-func (st *sseState) feed(in []byte) []byte {
+// nextEvent returns the length of the first complete event in b (its
+// lines and the blank line that ends it).
+func nextEvent(b []byte, atEOF bool) (int, bool) {
+	lineStart := 0
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c != '\n' && c != '\r' {
+			continue
+		}
+		end := i + 1
+		if c == '\r' {
+			if i+1 == len(b) && !atEOF {
+				return 0, false // a CR at the end may be the first half of CRLF
+			}
+			if i+1 < len(b) && b[i+1] == '\n' {
+				end = i + 2
+			}
+		}
+		if i == lineStart {
+			return end, true
+		}
+		lineStart = end
+		i = end - 1
+	}
+	return 0, false
+}
+
+// eventData joins the event's data lines ("data:" with an optional space).
+func eventData(ev []byte) ([]byte, bool) {
+	var data []byte
+	found := false
+	for len(ev) > 0 {
+		i := bytes.IndexAny(ev, "\r\n")
+		line := ev
+		if i >= 0 {
+			line, ev = ev[:i], ev[i+1:]
+		} else {
+			ev = nil
+		}
+		v, ok := bytes.CutPrefix(line, []byte("data:"))
+		if !ok {
+			continue
+		}
+		v, _ = bytes.CutPrefix(v, []byte(" "))
+		if found {
+			data = append(data, '\n')
+		}
+		data = append(data, v...)
+		found = true
+	}
+	return data, found
+}
+
+// feed takes bytes from the engine and returns what to send now: complete
+// events only.
+func (st *sseState) feed(in []byte) []byte { return st.process(in, false) }
+
+// finish handles the end of the engine's stream: a last event ended by a
+// lone CR is complete now.
+func (st *sseState) finish() []byte { return st.process(nil, true) }
+
+func (st *sseState) process(in []byte, atEOF bool) []byte {
 	st.pending = append(st.pending, in...)
 	var out []byte
 	for {
-		i := bytes.Index(st.pending, eventEnd)
-		if i < 0 {
+		n, ok := nextEvent(st.pending, atEOF)
+		if !ok {
 			break
 		}
-		ev := st.pending[:i+len(eventEnd)]
-		data := bytes.TrimSpace(ev)
-		if bytes.Equal(data, doneData) {
-			if !st.usage {
+		ev := st.pending[:n]
+		data, isData := eventData(ev)
+		if isData && string(bytes.TrimSpace(data)) == "[DONE]" {
+			if st.addUsage && !st.usage {
 				out = append(out, st.usageEvent()...)
 			}
-			out = append(out, ev...)
 			st.done = true
-		} else {
-			out = append(out, ev...)
-			if payload, ok := bytes.CutPrefix(data, []byte("data: ")); ok {
-				st.observe(payload)
-			}
+		} else if isData {
+			st.observe(data)
 		}
-		st.pending = st.pending[i+len(eventEnd):]
+		out = append(out, ev...)
+		st.pending = st.pending[n:]
 	}
 	if len(st.pending) > maxPendingEvent {
 		out = append(out, st.pending...)
@@ -309,19 +370,56 @@ func (st *sseState) feed(in []byte) []byte {
 }
 
 func (st *sseState) observe(payload []byte) {
-	if bytes.Contains(payload, usageField) {
+	if v, ok := jsonField(payload, "usage"); ok && v == '{' {
 		st.usage = true
 	}
-	if hasText(payload, contentField) || hasText(payload, textField) {
+	if textStarts(payload, "content") || textStarts(payload, "text") {
 		st.chunks++
 	}
 	st.last = append(st.last[:0], payload...)
 }
 
-// hasText reports a non-empty string after field.
-func hasText(payload, field []byte) bool {
-	i := bytes.Index(payload, field)
-	return i >= 0 && i+len(field) < len(payload) && payload[i+len(field)] != '"'
+// jsonField finds "name" followed by a colon and returns the first byte of
+// its value (whitespace allowed around the colon).
+func jsonField(payload []byte, name string) (byte, bool) {
+	key := `"` + name + `"`
+	for off := 0; ; {
+		i := bytes.Index(payload[off:], []byte(key))
+		if i < 0 {
+			return 0, false
+		}
+		j := skipWS(payload, off+i+len(key))
+		if j < len(payload) && payload[j] == ':' {
+			j = skipWS(payload, j+1)
+			if j < len(payload) {
+				return payload[j], true
+			}
+			return 0, false
+		}
+		off += i + len(key)
+	}
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// textStarts reports a non-empty string value of field.
+func textStarts(payload []byte, field string) bool {
+	key := `"` + field + `"`
+	i := bytes.Index(payload, []byte(key))
+	if i < 0 {
+		return false
+	}
+	j := skipWS(payload, i+len(key))
+	if j >= len(payload) || payload[j] != ':' {
+		return false
+	}
+	j = skipWS(payload, j+1)
+	return j+1 < len(payload) && payload[j] == '"' && payload[j+1] != '"'
 }
 
 // usageEvent builds the estimated usage chunk from the last event's id,

@@ -36,6 +36,9 @@ func promHandler(reg *prometheus.Registry) http.Handler {
 
 func (s *Server) health(c *echo.Context) error {
 	c.Set(ctxRoute, "health")
+	if s.opts.InstanceID != "" {
+		c.Response().Header().Set("X-Flm-Instance", s.opts.InstanceID)
+	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 

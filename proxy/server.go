@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +60,8 @@ type Options struct {
 	ReadHeaderTimeout, ReadTimeout time.Duration
 	// AuditEvery is how often collapsed audit events are written; 0 = 1 min.
 	AuditEvery time.Duration
+	// InstanceID is sent in the X-Flm-Instance header of /health.
+	InstanceID string
 }
 
 // DefaultBodyLimit is PRODUCT.md's 10 MiB.
@@ -82,7 +86,8 @@ type Server struct {
 	ipLimit   *gateway.Limiter
 	transport http.RoundTripper
 
-	refreshMu   sync.Mutex // one engine refresh at a time
+	snapMu      sync.Mutex // serialises snapshot writers: no update is lost
+	refreshMu   sync.Mutex // one engine detection at a time
 	lastRefresh atomic.Int64
 
 	servers []*http.Server
@@ -144,9 +149,11 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 // but a bounded wait for response headers (a model load).
 func newTransport() *http.Transport {
 	return &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: 5 * time.Minute,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second,
+		// A non-streamed answer arrives whole at the end of generation:
+		// long generations on slow hardware take many minutes.
+		ResponseHeaderTimeout: 30 * time.Minute,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   128,
 		IdleConnTimeout:       90 * time.Second,
@@ -173,40 +180,71 @@ func (s *Server) refreshSecurity(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load policy: %w", err)
 	}
-	old := s.snap.Load()
-	s.snap.Store(&snapshot{keys: gateway.NewKeyRing(recs), policy: pol.Compile(), catalog: old.catalog})
+	keys, compiled := gateway.NewKeyRing(recs), pol.Compile()
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	s.snap.Store(&snapshot{keys: keys, policy: compiled, catalog: s.snap.Load().catalog})
 	return nil
 }
 
 func (s *Server) refreshEngines(ctx context.Context) error {
 	s.refreshMu.Lock()
 	defer s.refreshMu.Unlock()
+	return s.refreshEnginesLocked(ctx)
+}
+
+func (s *Server) refreshEnginesLocked(ctx context.Context) error {
 	eps, states, models, err := s.opts.Source.Engines(ctx)
 	if err != nil {
 		return fmt.Errorf("detect engines: %w", err)
 	}
 	cat := gateway.NewCatalog(eps, states, models)
-	for {
-		old := s.snap.Load()
-		if s.snap.CompareAndSwap(old, &snapshot{keys: old.keys, policy: old.policy, catalog: cat}) {
-			break
-		}
-	}
+	s.snapMu.Lock()
+	old := s.snap.Load()
+	s.snap.Store(&snapshot{keys: old.keys, policy: old.policy, catalog: cat})
+	s.snapMu.Unlock()
 	s.lastRefresh.Store(time.Now().UnixNano())
 	return nil
 }
 
+func (s *Server) refreshedWithin(d time.Duration) bool {
+	return time.Since(time.Unix(0, s.lastRefresh.Load())) < d
+}
+
 // refreshOnMiss re-detects engines after a routing miss (a model pulled or
-// an engine started after the last refresh), at most once per second.
-func (s *Server) refreshOnMiss(ctx context.Context) bool {
-	if time.Since(time.Unix(0, s.lastRefresh.Load())) < time.Second {
-		return false
+// an engine started after the last refresh), at most once per second. It
+// reports whether the catalog is newer than the caller's miss, so the
+// caller routes again. Concurrent misses share one detection.
+func (s *Server) refreshOnMiss(ctx context.Context, missed time.Time) bool {
+	if s.refreshedWithin(time.Second) {
+		return time.Unix(0, s.lastRefresh.Load()).After(missed)
 	}
-	if err := s.refreshEngines(ctx); err != nil {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	if s.refreshedWithin(time.Second) { // someone else refreshed meanwhile
+		return time.Unix(0, s.lastRefresh.Load()).After(missed)
+	}
+	if err := s.refreshEnginesLocked(ctx); err != nil {
 		s.log.Warn("engine refresh failed", "err", err.Error())
 		return false
 	}
 	return true
+}
+
+// refreshInBackground re-detects engines after an engine failed, unless a
+// detection is already running.
+func (s *Server) refreshInBackground() {
+	if s.refreshedWithin(time.Second) || !s.refreshMu.TryLock() {
+		return
+	}
+	go func() {
+		defer s.refreshMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.refreshEnginesLocked(ctx); err != nil {
+			s.log.Warn("engine refresh failed", "err", err.Error())
+		}
+	}()
 }
 
 // Handler is the proxy's whole HTTP handler (tests mount it on httptest).
@@ -336,20 +374,36 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// redirectHandler answers the HTTP port in TLS modes: /health (so local
-// tools can check the process) and a permanent redirect to HTTPS.
+// redirectHandler answers the HTTP port in TLS modes with a permanent
+// redirect to HTTPS. The Host header is only reflected when it is an IP
+// address or a single-label or .local name; anything else redirects to
+// localhost, so the port cannot be used to bounce clients elsewhere.
 func (s *Server) redirectHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := r.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h
 		}
-		if host == "" {
-			host = s.opts.Config.Bind
+		host = strings.Trim(host, "[]")
+		if _, err := netip.ParseAddr(host); err != nil && !localName(host) {
+			host = "localhost"
 		}
 		target := "https://" + net.JoinHostPort(host, strconv.Itoa(s.opts.Config.HTTPSPort())) + r.URL.RequestURI()
 		http.Redirect(w, r, target, http.StatusPermanentRedirect)
 	})
+}
+
+// localName accepts "localhost", single-label host names and .local names.
+func localName(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return !strings.Contains(h, ".") || strings.HasSuffix(strings.ToLower(h), ".local")
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

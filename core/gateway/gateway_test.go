@@ -209,8 +209,14 @@ func TestRewrite(t *testing.T) {
 	var got map[string]any
 	_ = json.Unmarshal(out, &got)
 	so, _ := got["stream_options"].(map[string]any)
-	if got["model"] != "org/model:Q4" || so["include_usage"] != true || so["x"] != float64(1) || got["x_extra"] == nil {
+	if got["model"] != "org/model:Q4" || so["include_usage"] != true || so["x"] != float64(1) || got["x_extra"] == nil || !r.WantsUsage() {
 		t.Fatalf("rewrite = %s", out)
+	}
+	// A client that said no to usage keeps its choice.
+	r, _ = ParseRequest(Chat, []byte(`{"model":"m","messages":[{"role":"user"}],"stream":true,"stream_options":{"include_usage":false}}`))
+	out, _ = r.Rewrite(tg)
+	if !strings.Contains(string(out), `"stream_options":{"include_usage":false}`) || r.WantsUsage() {
+		t.Fatalf("explicit include_usage false: %s", out)
 	}
 	r, _ = ParseRequest(Chat, []byte(`{"model":"llama3:latest","messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}`))
 	tg, _ = c.Resolve("llama3:latest")

@@ -120,4 +120,8 @@ type Handle struct {
 	StartedAt  time.Time `json:"started_at"`
 	Running    bool      `json:"running"`
 	LastError  string    `json:"last_error,omitempty"`
+	// InstanceID is random per proxy process; the proxy's /health answers
+	// it in X-Flm-Instance, so a handle is never confused with another
+	// process that reused the pid.
+	InstanceID string `json:"instance_id"`
 }

@@ -106,6 +106,11 @@ type Options struct {
 	// Log, if set, gets one line per request: method, path, status, duration.
 	// Request bodies are never logged.
 	Log *log.Logger
+	// NoRecord keeps Requests empty: long-running fakes (the command, the
+	// benchmarks) would otherwise hold every request in memory.
+	NoRecord bool
+	// Quiet is read by the fakeengine command only: no per-request log.
+	Quiet bool
 }
 
 // Request is a request the fake received.
@@ -383,10 +388,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	s.requests = append(s.requests, Request{
-		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
-		Header: r.Header.Clone(), Body: body,
-	})
+	if !s.opts.NoRecord {
+		s.requests = append(s.requests, Request{
+			Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
+			Header: r.Header.Clone(), Body: body,
+		})
+	}
 	failure, latency := s.failure, s.latency
 	s.mu.Unlock()
 

@@ -36,7 +36,9 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	opts.Log = log.New(os.Stderr, "fakeengine: ", log.Ltime|log.Lmicroseconds)
+	if !opts.Quiet {
+		opts.Log = log.New(os.Stderr, "fakeengine: ", log.Ltime|log.Lmicroseconds)
+	}
 	srv, err := enginefake.Start(opts)
 	if err != nil {
 		return err
@@ -66,6 +68,7 @@ func parseFlags(args []string) (enginefake.Options, error) {
 		apiKey  = fs.String("api-key", "", "vllm, lmstudio: require Authorization: Bearer <key>")
 		version = fs.String("version", "", "reported engine version (default: the captured one)")
 		router  = fs.Bool("router", false, "llamacpp: router mode (several models, loaded on demand)")
+		quiet   = fs.Bool("quiet", false, "no per-request log line (benchmarks)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return enginefake.Options{}, err
@@ -83,6 +86,8 @@ func parseFlags(args []string) (enginefake.Options, error) {
 	opts := enginefake.Options{
 		Kind: k, Addr: *addr, Latency: *latency, TTFT: *ttft, TokensPerSecond: *tps,
 		Failure: enginefake.Failure(*fail), APIKey: *apiKey, Version: *version, Router: *router,
+		NoRecord: true, // nobody reads them here, and a long run would keep them all
+		Quiet:    *quiet,
 	}
 	if *models != "" || *embeds != "" {
 		opts.Models = []enginefake.Model{} // explicit: only these

@@ -3,17 +3,20 @@ package cli
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -138,26 +141,12 @@ func (a *App) portInUse(port int, cause error) error {
 }
 
 func portOf(rawURL string) int {
-	_, p, err := net.SplitHostPort(hostPortOf(rawURL))
+	u, err := url.Parse(rawURL)
 	if err != nil {
 		return 0
 	}
-	n, _ := strconv.Atoi(p)
+	n, _ := strconv.Atoi(u.Port())
 	return n
-}
-
-func hostPortOf(rawURL string) string {
-	for _, pre := range []string{"http://", "https://"} {
-		if len(rawURL) > len(pre) && rawURL[:len(pre)] == pre {
-			rawURL = rawURL[len(pre):]
-		}
-	}
-	for i, ch := range rawURL {
-		if ch == '/' {
-			return rawURL[:i]
-		}
-	}
-	return rawURL
 }
 
 // Run starts the proxy.
@@ -196,6 +185,15 @@ func (a *App) startBackground(cfg proxyctl.Config) error {
 	defer logf.Close()
 	args := []string{"--data-dir", dir, "proxy", "start", "--foreground", "--port", strconv.Itoa(cfg.Port),
 		"--mode", string(cfg.Mode), "--bind", cfg.Bind, "--egress-mode", string(cfg.Egress.Mode)}
+	for flag, v := range map[string]string{"--socks5-endpoint": cfg.Egress.SOCKS5Endpoint, "--acme-email": cfg.ACMEEmail,
+		"--acme-domain": cfg.ACMEDomain, "--challenge": cfg.ACMEChallenge, "--dns-provider": cfg.DNSProvider} {
+		if v != "" {
+			args = append(args, flag, v)
+		}
+	}
+	if cfg.Egress.FailOpen {
+		args = append(args, "--egress-fail-open")
+	}
 	env := append(os.Environ(), "FLM_DATA_DIR="+dir)
 	p, err := proc.StartDetached(exe, args, env, logf)
 	if err != nil {
@@ -217,7 +215,7 @@ func (a *App) waitReady(cfg proxyctl.Config, pid int, logPath string, timeout ti
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if !proc.Alive(pid) {
-			return proxyctl.Handle{}, flmerr.New(flmerr.ProxyInvalidConfig, "the proxy exited during start: %s (log: %s)", lastLine(logPath), logPath)
+			return proxyctl.Handle{}, childError(logPath)
 		}
 		handles, err := a.handleStore()
 		if err != nil {
@@ -238,13 +236,29 @@ func (a *App) waitReady(cfg proxyctl.Config, pid int, logPath string, timeout ti
 	return proxyctl.Handle{}, flmerr.New(flmerr.ProxyInvalidConfig, "the proxy did not answer /health within %v (log: %s)", timeout, logPath)
 }
 
+// childError reports why the proxy process exited during start: its own
+// error object (the last line of its log) with its code, when it wrote one.
+func childError(logPath string) error {
+	line := lastLine(logPath)
+	var e struct {
+		Error struct {
+			Code    flmerr.Code `json:"code"`
+			Message string      `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal([]byte(line), &e) == nil && e.Error.Code != "" {
+		return flmerr.New(e.Error.Code, "the proxy exited during start: %s (log: %s)", e.Error.Message, logPath)
+	}
+	return flmerr.New(flmerr.ProxyInvalidConfig, "the proxy exited during start: %s (log: %s)", line, logPath)
+}
+
 // lastLine returns the last non-empty line of a log, for start errors.
 func lastLine(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "no log"
 	}
-	lines := splitLines(string(b))
+	lines := strings.Split(string(b), "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
 		if lines[i] != "" {
 			if len(lines[i]) > 400 {
@@ -254,18 +268,6 @@ func lastLine(path string) string {
 		}
 	}
 	return "no log"
-}
-
-func splitLines(s string) []string {
-	var out []string
-	start := 0
-	for i := range len(s) {
-		if s[i] == '\n' {
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, s[start:])
 }
 
 func (a *App) handleStore() (store.Handles, error) {
@@ -291,6 +293,8 @@ func (a *App) healthClient(h proxyctl.Handle) (*http.Client, string) {
 	return c, url + "/health"
 }
 
+// healthy reports whether the handle's proxy answers /health as that very
+// process (same instance id).
 func (a *App) healthy(h proxyctl.Handle) bool {
 	c, url := a.healthClient(h)
 	resp, err := c.Get(url)
@@ -299,11 +303,27 @@ func (a *App) healthy(h proxyctl.Handle) bool {
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1024))
-	return resp.StatusCode == http.StatusOK
+	return resp.StatusCode == http.StatusOK && h.InstanceID != "" && resp.Header.Get("X-Flm-Instance") == h.InstanceID
+}
+
+// ours reports whether pid is still the proxy process of h, as far as the
+// OS can tell: a pid can be reused by an unrelated process after a crash,
+// and that process must never get our signals.
+func (a *App) ours(h proxyctl.Handle) bool {
+	if a.healthy(h) {
+		return true
+	}
+	has, known := proc.CmdlineHas(h.PID, "proxy", "start", "--foreground", "--port", strconv.Itoa(h.Port))
+	return known && has
 }
 
 // runForeground serves until SIGINT/SIGTERM, reloading on SIGHUP.
 func (a *App) runForeground(cfg proxyctl.Config) error {
+	// Signals are caught before anything is announced: a reload sent the
+	// moment `proxy start` returns must not end the process.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	dir, err := a.DataDir()
 	if err != nil {
 		return err
@@ -324,9 +344,10 @@ func (a *App) runForeground(cfg proxyctl.Config) error {
 	if err != nil {
 		return err
 	}
+	instance := newRequestID()[len("req_"):]
 	opts := proxy.Options{
 		Config: cfg, Source: src, Audit: store.Audit{DB: sec}, BodyLimit: int64(bodyLimit), Getenv: a.Getenv,
-		Logger: slog.New(slog.NewJSONHandler(a.Stderr, nil)),
+		Logger: slog.New(slog.NewJSONHandler(a.Stderr, nil)), InstanceID: instance,
 	}
 	if cfg.Mode == proxyctl.DevSelfSigned {
 		files, err := devtls.Ensure(filepath.Join(dir, "certs"), devtls.Hosts(cfg.Bind), time.Now())
@@ -352,6 +373,7 @@ func (a *App) runForeground(cfg proxyctl.Config) error {
 		return err
 	}
 	h := newHandle(cfg, os.Getpid())
+	h.InstanceID = instance
 	handles, err := a.handleStore()
 	if err != nil {
 		return err
@@ -365,9 +387,6 @@ func (a *App) runForeground(cfg proxyctl.Config) error {
 		return err
 	}
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			if err := srv.Reload(context.Background()); err != nil {
@@ -439,7 +458,7 @@ func (a *App) liveHandles() ([]proxyctl.Handle, error) {
 	}
 	var live []proxyctl.Handle
 	for _, h := range list {
-		if !proc.Alive(h.PID) {
+		if !proc.Alive(h.PID) || !a.ours(h) {
 			if err := handles.Remove(a.ctx, h.ID); err != nil && !flmerr.Is(err, flmerr.DBReadOnly) {
 				return nil, err
 			}

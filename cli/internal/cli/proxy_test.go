@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/unjuno/flm/cli/internal/proc"
+	"github.com/unjuno/flm/cli/internal/store"
 	"github.com/unjuno/flm/core/proxyctl"
 	"github.com/unjuno/flm/tools/enginefake"
 )
@@ -277,4 +279,49 @@ func freePortAt(p int) error {
 		return err
 	}
 	return ln.Close()
+}
+
+// A handle whose proxy died and whose pid now belongs to another process
+// never gets that process signalled: stop, reload and status forget it.
+func TestPIDReuseNeverSignalled(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	h := startProxyProc(t, dir, "--port", fmt.Sprint(port))
+	if err := syscall.Kill(h.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	proc.WaitExit(h.PID, 3*time.Second)
+	other := exec.Command("sleep", "30")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer other.Process.Kill()
+	// The stale handle now points at the unrelated process.
+	d, err := store.Open(context.Background(), dir, store.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.PID = other.Process.Pid
+	if err := (store.Handles{DB: d}).Save(context.Background(), h, proxyctl.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	for _, args := range [][]string{{"proxy", "reload", "--all"}, {"proxy", "stop", "--all"}, {"proxy", "status"}} {
+		if out, err := flmProc(t, dir, args...); err != nil {
+			t.Fatalf("%v: %v %s", args, err, out)
+		}
+	}
+	if !proc.Alive(other.Process.Pid) {
+		t.Fatal("flm signalled a process that is not its proxy")
+	}
+	var status struct{ Data []proxyctl.Handle }
+	out, _ := flmProc(t, dir, "proxy", "status")
+	if json.Unmarshal(out, &status) != nil || len(status.Data) != 0 {
+		t.Fatalf("stale handle kept: %s", out)
+	}
+	// And the port is free for a new proxy.
+	startProxyProc(t, dir, "--port", fmt.Sprint(port))
+	if _, err := flmProc(t, dir, "proxy", "stop", "--all"); err != nil {
+		t.Fatal(err)
+	}
 }

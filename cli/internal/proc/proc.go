@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -38,4 +40,22 @@ func WaitExit(pid int, timeout time.Duration) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return !Alive(pid)
+}
+
+// CmdlineHas reports whether the process's command line holds every one of
+// args, in order, as whole arguments; ok is false where the OS does not
+// tell (only Linux's /proc is read).
+func CmdlineHas(pid int, args ...string) (has, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return false, false
+	}
+	argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	i := 0
+	for _, a := range argv {
+		if i < len(args) && a == args[i] {
+			i++
+		}
+	}
+	return i == len(args), true
 }
