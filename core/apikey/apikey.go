@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -235,28 +234,4 @@ func clip(s string) string {
 		return s[:64] + "…"
 	}
 	return s
-}
-
-// ErrInvalid is returned by Verify for any key that must be refused. It
-// deliberately does not say why: missing, malformed, unknown and revoked keys
-// look the same to a caller.
-var ErrInvalid = errors.New("invalid api key")
-
-// Verify returns the active record that plain belongs to, or ErrInvalid.
-func (s *Service) Verify(ctx context.Context, plain string) (Record, error) {
-	if !WellFormed(plain) {
-		return Record{}, ErrInvalid
-	}
-	h := Hash(plain)
-	rec, err := s.Store.ByHash(ctx, h)
-	if errors.Is(err, ErrNotFound) {
-		return Record{}, ErrInvalid
-	}
-	if err != nil {
-		return Record{}, err
-	}
-	if subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(h)) != 1 || !rec.Active() {
-		return Record{}, ErrInvalid
-	}
-	return rec, nil
 }

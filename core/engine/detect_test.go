@@ -37,6 +37,7 @@ func run(installed, userAdded bool, seq ...engine.Observation) []string {
 func TestStateMachine(t *testing.T) {
 	ok, slow, busy := obs(engine.OutcomeOK, 10), obs(engine.OutcomeOK, 1500), obs(engine.OutcomeBusy, 5)
 	net, foreign, broken := obs(engine.OutcomeNetwork, 0), obs(engine.OutcomeForeign, 3), obs(engine.OutcomeBroken, 3)
+	refused := engine.Observation{Outcome: engine.OutcomeNetwork, Reason: "connection refused", Refused: true}
 	cases := []struct {
 		name            string
 		installed, user bool
@@ -55,6 +56,8 @@ func TestStateMachine(t *testing.T) {
 		{"foreign server on a declared endpoint", false, true, []engine.Observation{foreign}, "error-api"},
 		{"declared endpoint down", false, true, []engine.Observation{net}, "error-network"},
 		{"garbage from the engine", false, false, []engine.Observation{ok, broken, ok}, "running-healthy,error-api,running-healthy"},
+		{"installed engine stopped", true, false, []engine.Observation{ok, refused, refused, refused, refused, ok}, "running-healthy,running-degraded,running-degraded,installed-only,installed-only,running-healthy"},
+		{"installed engine timing out", true, false, []engine.Observation{ok, net, net, net}, "running-healthy,running-degraded,running-degraded,error-network"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -35,6 +35,9 @@ type Observation struct {
 	Capabilities Capabilities
 	// Reason explains a non-OK outcome in a sentence for the user.
 	Reason string
+	// Refused is set for OutcomeNetwork when the connection was refused:
+	// nothing listens there (the process is gone), as opposed to a timeout.
+	Refused bool
 }
 
 // Driver knows one kind of engine's API. Implementations live in the

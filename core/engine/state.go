@@ -47,7 +47,8 @@ type Verdict struct {
 //   - running-degraded: slow, busy now or within the last 3 checks, or a
 //     running engine that failed fewer than MaxNetworkFailures checks in a row;
 //   - error-network: an engine that was running failed MaxNetworkFailures
-//     consecutive checks;
+//     consecutive checks (unless it is installed and nothing listens any
+//     more: then it was stopped, and is installed-only again);
 //   - error-api: it answers, but not as that engine should (malformed
 //     answers; or, for an endpoint the user declared, a foreign server);
 //   - installed-only: not answering (or something else holds its port) but
@@ -93,6 +94,11 @@ func Next(prev History, obs Observation, installed, userAdded bool, th Threshold
 		v.History.ConsecutiveFailures++
 		n := v.History.ConsecutiveFailures
 		switch {
+		case prev.SeenRunning && n >= th.MaxNetworkFailures && obs.Refused && installed && !userAdded:
+			// Nothing listens any more and the engine is installed: it was
+			// stopped, not broken.
+			v.History.SeenRunning = false
+			v.Status = Status{State: InstalledOnly, Reason: "installed, not running (connection refused)", ConsecutiveFailures: n}
 		case prev.SeenRunning && n >= th.MaxNetworkFailures:
 			v.Status = Status{State: ErrorNetwork, Reason: obs.Reason, ConsecutiveFailures: n}
 		case prev.SeenRunning:

@@ -18,6 +18,7 @@ import (
 
 	"github.com/unjuno/flm/cli/internal/store"
 	"github.com/unjuno/flm/core/apikey"
+	"github.com/unjuno/flm/core/gateway"
 )
 
 var flmBin string
@@ -131,10 +132,14 @@ func TestSIGKILLDuringCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	svc := &apikey.Service{Store: store.APIKeys{DB: d}}
+	recs, err := (store.APIKeys{DB: d}).List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := gateway.NewKeyRing(recs)
 	for _, k := range reported {
-		rec, err := svc.Verify(context.Background(), k.PlainKey)
-		if err != nil || rec.ID != k.ID {
+		rec, ok := ring.Verify(k.PlainKey)
+		if !ok || rec.ID != k.ID {
 			t.Errorf("key %s was reported created but does not verify: %v", k.ID, err)
 		}
 	}

@@ -38,6 +38,6 @@ func Kill(pid int) error {
 	return p.Kill()
 }
 
-// Reload is not available on Windows; running proxies re-read their
-// configuration within 30 s by themselves.
+// Reload is not available on Windows; running proxies re-read keys and
+// policy every 10 s and engines every 15 s by themselves.
 func Reload(int) error { return ErrUnsupported }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -14,9 +15,16 @@ type Audit struct{ DB *DB }
 
 var _ proxy.AuditSink = Audit{}
 
-// Audit implements proxy.AuditSink: one row per (collapsed) event.
+// AuditRetention is how long audit rows are kept.
+const AuditRetention = 90 * 24 * time.Hour
+
+// Audit implements proxy.AuditSink: one row per (collapsed) event; rows
+// older than AuditRetention go in the same transaction.
 func (s Audit) Audit(ctx context.Context, events []proxy.AuditEvent) error {
 	return s.DB.write(ctx, "write audit log", func(tx *gorm.DB) error {
+		if err := tx.Exec(`DELETE FROM audit_logs WHERE created_at < ?`, ms(time.Now().Add(-AuditRetention))).Error; err != nil {
+			return err
+		}
 		for _, e := range events {
 			details := e.Detail
 			if e.Count > 1 {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"os"
 	"path/filepath"
@@ -15,10 +16,12 @@ import (
 	"github.com/unjuno/flm/core/engine"
 	"github.com/unjuno/flm/core/engine/enginetest"
 	"github.com/unjuno/flm/core/flmerr"
+	"github.com/unjuno/flm/core/gateway"
 	"github.com/unjuno/flm/core/policy"
 	"github.com/unjuno/flm/core/policy/policytest"
 	"github.com/unjuno/flm/core/settings"
 	"github.com/unjuno/flm/core/settings/settingstest"
+	"github.com/unjuno/flm/proxy"
 )
 
 func open(t *testing.T, dir string, kind Kind) *DB {
@@ -166,10 +169,20 @@ func TestBackupRestore(t *testing.T) {
 	if err := d.Restore(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := keys.Verify(ctx, a.Plain); err != nil {
+	verify := func(plain string) error {
+		recs, err := keys.List(ctx)
+		if err != nil {
+			return err
+		}
+		if _, ok := gateway.NewKeyRing(recs).Verify(plain); !ok {
+			return errors.New("invalid")
+		}
+		return nil
+	}
+	if err := verify(a.Plain); err != nil {
 		t.Fatalf("key from the snapshot does not verify after restore: %v", err)
 	}
-	if _, err := keys.Verify(ctx, after.Plain); err == nil {
+	if err := verify(after.Plain); err == nil {
 		t.Fatal("key created after the snapshot survived the restore")
 	}
 	// A second handle (another process) sees the restored contents too.
@@ -298,5 +311,26 @@ func TestHealthLogBounded(t *testing.T) {
 	}
 	if n, _ := d.Count(ctx, "engine_health_logs", "engine_id = 'vllm' AND error_rate = 1"); n != 1 {
 		t.Fatalf("vllm rows = %d", n)
+	}
+}
+
+func TestAuditRetention(t *testing.T) {
+	ctx := context.Background()
+	d := open(t, t.TempDir(), Security)
+	a := Audit{d}
+	old := proxy.AuditEvent{Type: "auth_failure", Severity: "medium", IP: "192.0.2.1", Endpoint: "/v1/models", Count: 1, At: time.Now().Add(-AuditRetention - time.Hour), Detail: "x"}
+	if err := a.Audit(ctx, []proxy.AuditEvent{old}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := old
+	fresh.At, fresh.Count = time.Now(), 3
+	if err := a.Audit(ctx, []proxy.AuditEvent{fresh}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := d.Count(ctx, "audit_logs", ""); n != 1 {
+		t.Fatalf("%d audit rows; the 90-day-old one must be gone", n)
+	}
+	if n, _ := d.Count(ctx, "audit_logs", "details = 'x (x3 within a minute)'"); n != 1 {
+		t.Fatal("collapsed count not recorded")
 	}
 }

@@ -160,17 +160,17 @@ func NetworkObservation(err error) engine.Observation {
 	if errors.Is(err, ErrTooLarge) {
 		return engine.Observation{Outcome: engine.OutcomeForeign, Reason: err.Error()}
 	}
-	reason := "no answer"
+	reason, refused := "no answer", false
 	var ne net.Error
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		reason = "timed out"
 	case strings.Contains(err.Error(), "connection refused"):
-		reason = "connection refused"
+		reason, refused = "connection refused", true
 	case strings.Contains(err.Error(), "connection reset"), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		reason = "connection reset"
 	}
-	return engine.Observation{Outcome: engine.OutcomeNetwork, Reason: reason}
+	return engine.Observation{Outcome: engine.OutcomeNetwork, Reason: reason, Refused: refused}
 }
 
 // Foreign is the observation for a server that is not the expected engine.
