@@ -1,6 +1,10 @@
 package proxy
 
 import (
+	"strconv"
+	"sync"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -17,6 +21,25 @@ type metrics struct {
 	upstreamErrs  *prometheus.CounterVec
 	activeStreams prometheus.Gauge
 	auditDropped  prometheus.Counter
+
+	// Children resolved once: WithLabelValues hashes its labels per call.
+	counters  sync.Map // route+"|"+status → prometheus.Counter
+	observers sync.Map // route → prometheus.Observer
+}
+
+// observe counts a finished request and its latency.
+func (m *metrics) observe(route string, status int, el time.Duration) {
+	key := route + "|" + strconv.Itoa(status)
+	c, ok := m.counters.Load(key)
+	if !ok {
+		c, _ = m.counters.LoadOrStore(key, m.requests.WithLabelValues(route, strconv.Itoa(status)))
+	}
+	c.(prometheus.Counter).Inc()
+	o, ok := m.observers.Load(route)
+	if !ok {
+		o, _ = m.observers.LoadOrStore(route, m.latency.WithLabelValues(route))
+	}
+	o.(prometheus.Observer).Observe(el.Seconds())
 }
 
 func newMetrics() *metrics {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -53,8 +54,10 @@ func (s *Server) withRequestID(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// accessLog logs one line per request: no query string, no headers, no
-// body; the key id, never the key.
+// accessLog writes one JSON line per request to Options.AccessLog: no
+// query string, no headers, no body; the key id, never the key. The line is
+// built by hand into a pooled buffer: with slog it cost a third of FLM's
+// own per-request time.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		start := time.Now()
@@ -71,17 +74,41 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			route = "other"
 		}
 		el := time.Since(start)
-		s.metrics.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-		s.metrics.latency.WithLabelValues(route).Observe(el.Seconds())
+		s.metrics.observe(route, status, el)
+		if s.opts.AccessLog == nil {
+			return nil
+		}
 		keyID := ""
 		if rec, ok := c.Get(ctxKey).(apikey.Record); ok {
 			keyID = rec.ID
 		}
-		s.log.Info("request", "request_id", requestID(c), "ip", clientIP(c).String(), "method", c.Request().Method,
-			"route", route, "status", status, "ms", el.Milliseconds(), "key_id", keyID)
+		bp := linePool.Get().(*[]byte)
+		b := (*bp)[:0]
+		b = append(b, `{"time":"`...)
+		b = start.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `","msg":"request","request_id":"`...)
+		b = append(b, requestID(c)...)
+		b = append(b, `","ip":"`...)
+		b = clientIP(c).AppendTo(b)
+		b = append(b, `","method":`...)
+		b = strconv.AppendQuote(b, c.Request().Method)
+		b = append(b, `,"route":"`...)
+		b = append(b, route...)
+		b = append(b, `","status":`...)
+		b = strconv.AppendInt(b, int64(status), 10)
+		b = append(b, `,"ms":`...)
+		b = strconv.AppendFloat(b, float64(el.Microseconds())/1000, 'f', 3, 64)
+		b = append(b, `,"key_id":"`...)
+		b = append(b, keyID...)
+		b = append(b, "\"}\n"...)
+		_, _ = s.opts.AccessLog.Write(b)
+		*bp = b
+		linePool.Put(bp)
 		return nil
 	}
 }
+
+var linePool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
 
 // recoverPanics turns a panic in any later handler into a 500.
 func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {

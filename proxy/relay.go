@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -24,7 +25,7 @@ func (s *Server) forwardRoute(route gateway.Route) echo.HandlerFunc {
 	name := routeNames[route]
 	return func(c *echo.Context) error {
 		c.Set(ctxRoute, name)
-		body, err := io.ReadAll(c.Request().Body)
+		body, err := readBody(c.Request())
 		if err != nil {
 			if isTooLarge(err) {
 				return tooLarge(s.opts.BodyLimit)
@@ -45,6 +46,18 @@ func (s *Server) forwardRoute(route gateway.Route) echo.HandlerFunc {
 		}
 		return s.forward(c, route, req.Stream, req.WantsUsage(), target, out)
 	}
+}
+
+// readBody reads a request body in one allocation when its declared length
+// is modest; a large declared length is not trusted for allocation (a
+// client could declare 10 MiB and send nothing).
+func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength > 0 && r.ContentLength <= 1<<20 {
+		b := make([]byte, r.ContentLength)
+		_, err := io.ReadFull(r.Body, b)
+		return b, err
+	}
+	return io.ReadAll(r.Body)
 }
 
 // resolve routes a model, re-detecting engines once on a miss.
@@ -106,7 +119,11 @@ func (s *Server) forward(c *echo.Context, route gateway.Route, stream, usage boo
 	}
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(resp.StatusCode)
-	if _, err := io.Copy(w, resp.Body); err != nil && ctx.Err() == nil {
+	bp := relayBufs.Get().(*[]byte)
+	defer relayBufs.Put(bp)
+	// Echo's response writer hides http's ReadFrom, so io.Copy would
+	// allocate 32 KiB per request; the pooled buffer avoids that.
+	if _, err := io.CopyBuffer(w, resp.Body, *bp); err != nil && ctx.Err() == nil {
 		s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "broken").Inc()
 		s.log.Warn("engine response cut", "request_id", requestID(c), "engine", t.Endpoint.ID, "err", err.Error())
 		panic(http.ErrAbortHandler) // the client sees a truncated response, not a silent success
@@ -217,7 +234,9 @@ func (s *Server) relaySSE(c *echo.Context, t gateway.Target, body io.Reader, add
 	defer s.metrics.activeStreams.Dec()
 
 	st := sseState{addUsage: addUsage}
-	buf := make([]byte, 32<<10)
+	bp := relayBufs.Get().(*[]byte)
+	defer relayBufs.Put(bp)
+	buf := *bp
 	ctx := c.Request().Context()
 	for {
 		n, err := body.Read(buf)
@@ -260,6 +279,10 @@ func (s *Server) relaySSE(c *echo.Context, t gateway.Target, body io.Reader, add
 }
 
 var eventEnd = []byte("\n\n")
+
+// relayBufs holds the read buffers of streams: SSE events are small, and a
+// thousand concurrent streams must not cost 32 KiB each.
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}
 
 // maxPendingEvent bounds an event without a terminator; past it the bytes
 // are passed through as they are.

@@ -43,6 +43,10 @@ type Options struct {
 	Source Source
 	Audit  AuditSink // nil = no audit
 	Logger *slog.Logger
+	// AccessLog gets one JSON line per request (nil = none). Writes are
+	// not synchronised by the proxy: give it a writer safe for concurrent
+	// use.
+	AccessLog io.Writer
 	// TLS is the server configuration of the HTTPS listener (TLS modes).
 	TLS *tls.Config
 	// BodyLimit caps request bodies (bytes); 0 = 10 MiB.

@@ -77,7 +77,6 @@ func overhead(l *lab, short bool) []OverheadRow {
 		m vegeta.Metrics
 	}
 	results := map[string]*acc{}
-	atk := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Workers(64), vegeta.MaxWorkers(4096), vegeta.Timeout(10*time.Second), vegeta.Connections(4096), vegeta.MaxConnections(4096))
 	for r := range rounds {
 		for _, rate := range rates {
 			for _, t := range l.targets() {
@@ -87,6 +86,8 @@ func overhead(l *lab, short bool) []OverheadRow {
 					results[key] = &acc{}
 				}
 				tg := vegeta.NewStaticTargeter(vegeta.Target{Method: "POST", URL: t.URL + "/v1/chat/completions", Body: []byte(fmt.Sprintf(chatBody, t.Model)), Header: l.header(t)})
+				// A fresh attacker per attack: vegeta's does not restart cleanly.
+				atk := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Workers(64), vegeta.MaxWorkers(4096), vegeta.Timeout(10*time.Second), vegeta.Connections(4096), vegeta.MaxConnections(4096))
 				for res := range atk.Attack(tg, vegeta.Rate{Freq: rate, Per: time.Second}, dur, key) {
 					results[key].m.Add(res)
 				}

@@ -345,9 +345,11 @@ func (a *App) runForeground(cfg proxyctl.Config) error {
 		return err
 	}
 	instance := newRequestID()[len("req_"):]
+	access := newBufferedLog(a.Stderr)
+	defer access.Close()
 	opts := proxy.Options{
 		Config: cfg, Source: src, Audit: store.Audit{DB: sec}, BodyLimit: int64(bodyLimit), Getenv: a.Getenv,
-		Logger: slog.New(slog.NewJSONHandler(a.Stderr, nil)), InstanceID: instance,
+		Logger: slog.New(slog.NewJSONHandler(a.Stderr, nil)), AccessLog: access, InstanceID: instance,
 	}
 	if cfg.Mode == proxyctl.DevSelfSigned {
 		files, err := devtls.Ensure(filepath.Join(dir, "certs"), devtls.Hosts(cfg.Bind), time.Now())
