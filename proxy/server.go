@@ -160,7 +160,7 @@ func newTransport() *http.Transport {
 		ResponseHeaderTimeout: 30 * time.Minute,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   128,
-		IdleConnTimeout:       90 * time.Second,
+		IdleConnTimeout:       30 * time.Second, // idle upstream connections (and their goroutines) go soon after a burst
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     false,
 	}

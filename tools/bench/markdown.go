@@ -30,8 +30,8 @@ func markdown(r *Report) string {
 			p("| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f |\n", t, s.TTFT[t].P50, s.TTFT[t].P99, s.Gaps[t].P50, s.Gaps[t].P99, s.Gaps[t].Max, s.Chunks[t])
 		}
 		c := s.Concurrent
-		p("\nTTFT added at p99: %+.3f ms. %d concurrent streams through FLM for %.0f s: %d completed, %d errors, FLM max RSS %.1f MB, goroutines %d before / %d peak / %d after.\n\n",
-			s.AddedTTFT, c.Streams, c.Seconds, c.Completed, c.Errors, c.MaxRSSMB, c.GoroutinesBefore, c.GoroutinesPeak, c.GoroutinesAfter)
+		p("\nTTFT added at p99: %+.3f ms. %d concurrent streams through FLM for %.0f s: %d completed, %d errors, FLM max RSS %.1f MB, goroutines %d before / %d peak / %d after (%.0f s after the load).\n\n",
+			s.AddedTTFT, c.Streams, c.Seconds, c.Completed, c.Errors, c.MaxRSSMB, c.GoroutinesBefore, c.GoroutinesPeak, c.GoroutinesAfter, c.SettleSeconds)
 	}
 	if l := r.Load; l != nil {
 		p("### Plan's load test (100 req/min each, chat + streaming chat + embeddings, %.0f min)\n\n| target | requests | p50 ms | p95 ms | errors |\n|---|---|---|---|---|\n", l.Minutes)

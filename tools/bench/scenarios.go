@@ -209,6 +209,7 @@ type ConcurrentStreams struct {
 	GoroutinesBefore int     `json:"goroutines_before"`
 	GoroutinesPeak   int     `json:"goroutines_peak"`
 	GoroutinesAfter  int     `json:"goroutines_after"`
+	SettleSeconds    float64 `json:"settle_seconds"`
 }
 
 func summarize(xs []time.Duration) Latency {
@@ -329,8 +330,13 @@ func streaming(l *lab, short bool) *StreamResult {
 	wg.Wait()
 	cancel()
 	many.CloseIdleConnections()
-	time.Sleep(2 * time.Second)
-	cs.GoroutinesAfter = l.goroutines()
+	// Idle upstream connections close after the proxy's 30 s idle timeout;
+	// wait for the goroutine count to settle back near its baseline.
+	settle := time.Now()
+	for cs.GoroutinesAfter = l.goroutines(); cs.GoroutinesAfter > cs.GoroutinesBefore+10 && time.Since(settle) < 45*time.Second; cs.GoroutinesAfter = l.goroutines() {
+		time.Sleep(time.Second)
+	}
+	cs.SettleSeconds = math.Round(time.Since(settle).Seconds())
 	cs.Completed, cs.Errors = completed.Load(), errs.Load()
 	cs.MaxRSSMB = math.Round(cs.MaxRSSMB*10) / 10
 	return res
