@@ -67,6 +67,12 @@ for m in "${mods[@]}"; do
   fi
   passed=$((passed + $(grep -cE '^\s*--- PASS' "$log" || true)))
   rm -f "$log"
+  # Benchmarks run once so they keep compiling and working; no timing is
+  # asserted (docs/PERFORMANCE.md has the figures and how to get them).
+  if grep -rqs --include='*_test.go' '^func Benchmark' "$m"; then
+    step "$m: benchmarks once (-benchtime=1x)"
+    (cd "$m" && go test -run '^$' -bench . -benchtime 1x ./... >/dev/null)
+  fi
   if [ "$m" = core ]; then
     total=$(go tool cover -func=coverage-core.txt | awk '/^total:/ {sub("%","",$3); print $3}')
     summary+=("core coverage: ${total}% (floor ${CORE_COVERAGE_MIN}%)")

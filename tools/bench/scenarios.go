@@ -223,7 +223,9 @@ func summarize(xs []time.Duration) Latency {
 
 // oneStream sends a streaming chat and times the first event and the gaps.
 func oneStream(ctx context.Context, client *http.Client, url string, hdr http.Header, model string) (ttft time.Duration, gaps []time.Duration, chunks int, err error) {
-	body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"stream":true}`, model)
+	// Usage is asked for explicitly, so the direct request and FLM's
+	// upstream request are the same and the engine sends as many chunks.
+	body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}`, model)
 	req, _ := http.NewRequestWithContext(ctx, "POST", url+"/v1/chat/completions", strings.NewReader(body))
 	req.Header = hdr.Clone()
 	start := time.Now()
@@ -265,7 +267,7 @@ func oneStream(ctx context.Context, client *http.Client, url string, hdr http.He
 }
 
 func streaming(l *lab, short bool) *StreamResult {
-	n, conc, hold := 200, 1000, 60*time.Second
+	n, conc, hold := 500, 1000, 60*time.Second
 	if short {
 		n, hold = 60, 15*time.Second
 	}
@@ -363,7 +365,7 @@ func planLoad(l *lab, short bool) *LoadResult {
 		var ts []vegeta.Target
 		for _, b := range []string{
 			fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}]}`, t.Model),
-			fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"stream":true}`, t.Model),
+			fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}`, t.Model),
 		} {
 			ts = append(ts, vegeta.Target{Method: "POST", URL: t.URL + "/v1/chat/completions", Body: []byte(b), Header: h})
 		}

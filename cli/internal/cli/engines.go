@@ -90,13 +90,19 @@ type EnginesDetectCmd struct {
 	Fresh  bool   `help:"Ignore cached results (kept 300 s)."`
 }
 
-// Run detects engines.
-func (c EnginesDetectCmd) Run(a *App) error {
+// detect runs a detection for the engines and models commands.
+func (a *App) detect(engineID string, fresh bool) (*engine.Detector, []engine.State, error) {
 	det, err := a.detector()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	states, err := det.Detect(a.ctx, engine.DetectOptions{EngineID: c.Engine, Fresh: c.Fresh})
+	states, err := det.Detect(a.ctx, engine.DetectOptions{EngineID: engineID, Fresh: fresh})
+	return det, states, err
+}
+
+// Run detects engines.
+func (c EnginesDetectCmd) Run(a *App) error {
+	_, states, err := a.detect(c.Engine, c.Fresh)
 	if err != nil {
 		return err
 	}
@@ -211,11 +217,7 @@ type engineFailure struct {
 
 // Run lists models.
 func (c ModelsListCmd) Run(a *App) error {
-	det, err := a.detector()
-	if err != nil {
-		return err
-	}
-	states, err := det.Detect(a.ctx, engine.DetectOptions{EngineID: c.Engine, Fresh: c.Fresh})
+	det, states, err := a.detect(c.Engine, c.Fresh)
 	if err != nil {
 		return err
 	}
