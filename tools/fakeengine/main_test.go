@@ -20,6 +20,7 @@ func TestParseFlags(t *testing.T) {
 		Models: []enginefake.Model{{Name: "a", ContextLength: 8192}, {Name: "b:latest", ContextLength: 8192},
 			{Name: "org/x", ContextLength: 8192}, {Name: "has space", ContextLength: 8192},
 			{Name: "e1", Embedding: true, ContextLength: 8192}},
+		NoRecord: true,
 	}
 	if !reflect.DeepEqual(opts, want) {
 		t.Errorf("got  %+v\nwant %+v", opts, want)
