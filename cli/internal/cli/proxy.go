@@ -427,7 +427,7 @@ func newHandle(cfg proxyctl.Config, pid int) proxyctl.Handle {
 		h.URLs.Local = url(cfg.Bind)
 		h.URLs.LAN = url(cfg.Bind)
 	}
-	if cfg.ACMEDomain != "" {
+	if cfg.Mode == proxyctl.HTTPSACME && cfg.ACMEDomain != "" {
 		h.URLs.External = "https://" + net.JoinHostPort(cfg.ACMEDomain, strconv.Itoa(cfg.HTTPSPort()))
 	}
 	return h

@@ -203,13 +203,21 @@ func TestGracefulStopFinishesStreams(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	stopped := make(chan error, 1)
-	go func() { _, err := flmProc(t, dir, "proxy", "stop", "--all"); stopped <- err }()
+	var stopDone time.Time
+	stopStart := time.Now()
+	go func() { _, err := flmProc(t, dir, "proxy", "stop", "--all"); stopDone = time.Now(); stopped <- err }()
 	body, _ := io.ReadAll(resp.Body)
+	streamDone := time.Now()
 	if !bytes.Contains(body, []byte("data: [DONE]")) || bytes.Contains(body, []byte("stream_error")) {
 		t.Fatalf("stream cut by stop: %s", body)
 	}
 	if err := <-stopped; err != nil {
 		t.Fatal(err)
+	}
+	// The stream was still running while the proxy stopped, and the stop
+	// waited for it.
+	if streamDone.Sub(stopStart) < 200*time.Millisecond || stopDone.Before(streamDone) {
+		t.Fatalf("stop started %v before the stream ended and returned %v after it", streamDone.Sub(stopStart), stopDone.Sub(streamDone))
 	}
 }
 
