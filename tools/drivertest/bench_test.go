@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/unjuno/flm/core/engine"
+	"github.com/unjuno/flm/core/engine/enginetest"
 )
 
 // BenchmarkDetectBlackHole records how long one detection takes with
@@ -14,26 +15,7 @@ import (
 // connections and never answers (PRODUCT.md promises 5 s whatever the
 // network does; the run budget is 4 s, a response-header timeout 3 s).
 func BenchmarkDetectBlackHole(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		var held []net.Conn
-		defer func() {
-			for _, c := range held {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			held = append(held, c)
-		}
-	}()
+	hole := enginetest.BlackHole(b)
 	closed := func() string {
 		l, _ := net.Listen("tcp", "127.0.0.1:0")
 		defer l.Close()
@@ -43,7 +25,7 @@ func BenchmarkDetectBlackHole(b *testing.B) {
 	for _, k := range engine.Kinds() {
 		eps = append(eps, engine.Endpoint{ID: string(k), Kind: k, BaseURL: closed()})
 	}
-	eps = append(eps, engine.Endpoint{ID: "hole", Kind: engine.Ollama, BaseURL: "http://" + ln.Addr().String(), UserAdded: true})
+	eps = append(eps, engine.Endpoint{ID: "hole", Kind: engine.Ollama, BaseURL: "http://" + hole, UserAdded: true})
 	det := &engine.Detector{Drivers: drivers(), Defaults: eps, Installed: func(engine.Kind) bool { return false }}
 	for b.Loop() {
 		start := time.Now()

@@ -2,10 +2,11 @@ package cli
 
 import (
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/unjuno/flm/core/engine/enginetest"
 )
 
 type detected struct {
@@ -71,25 +72,8 @@ func TestEnginesAddListRemove(t *testing.T) {
 // reported, never as running.
 func TestDetectNothingRunningAndBlackHole(t *testing.T) {
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		var held []net.Conn
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				for _, c := range held {
-					c.Close()
-				}
-				return
-			}
-			held = append(held, c)
-		}
-	}()
-	ok(t, dir, "engines", "add", "--kind", "ollama", "--url", "http://"+ln.Addr().String(), "--id", "hole")
+	hole := enginetest.BlackHole(t)
+	ok(t, dir, "engines", "add", "--kind", "ollama", "--url", "http://"+hole, "--id", "hole")
 	app := func(args ...string) result {
 		// No engine binary is installed on this machine, as far as flm knows.
 		return flmWith(t, dir, func(a *App) { a.lookPath = func(string) (string, error) { return "", errors.New("no") } }, args...)

@@ -73,27 +73,8 @@ func RunHostile(t *testing.T, drv engine.Driver) {
 		}
 	})
 	t.Run("black hole", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() {
-			var held []net.Conn
-			defer func() {
-				for _, c := range held {
-					c.Close()
-				}
-			}()
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				held = append(held, c)
-			}
-		}()
-		if o := expectRefused(t, drv, "http://"+ln.Addr().String()); o.Outcome != engine.OutcomeNetwork {
+		addr := BlackHole(t)
+		if o := expectRefused(t, drv, "http://"+addr); o.Outcome != engine.OutcomeNetwork {
 			t.Fatalf("black hole: outcome %s, want network", o.Outcome)
 		}
 	})
@@ -124,4 +105,31 @@ func expectRefused(t *testing.T, drv engine.Driver, url string) engine.Observati
 		t.Errorf("Models error code %s (%v), want an ENGINE_* code", c, err)
 	}
 	return o
+}
+
+// BlackHole listens on a loopback port that accepts connections and never
+// answers, until the test ends; it returns host:port.
+func BlackHole(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	return ln.Addr().String()
 }
