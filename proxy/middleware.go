@@ -23,7 +23,6 @@ const (
 	ctxRequestID = "flm.request_id"
 	ctxClientIP  = "flm.client_ip"
 	ctxKey       = "flm.key"
-	ctxRoute     = "flm.route"
 )
 
 func requestID(c *echo.Context) string {
@@ -69,10 +68,7 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		if r, _ := echo.UnwrapResponse(c.Response()); r != nil {
 			status = r.Status
 		}
-		route, _ := c.Get(ctxRoute).(string)
-		if route == "" {
-			route = "other"
-		}
+		route := routeName(c.Path())
 		el := time.Since(start)
 		s.metrics.observe(route, status, el)
 		if s.opts.AccessLog == nil {
@@ -106,6 +102,26 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		linePool.Put(bp)
 		return nil
 	}
+}
+
+// routeName is the label of a matched route (also when a middleware
+// refused the request before its handler ran).
+func routeName(path string) string {
+	switch path {
+	case "/v1/chat/completions":
+		return "chat"
+	case "/v1/completions":
+		return "completions"
+	case "/v1/embeddings":
+		return "embeddings"
+	case "/v1/models":
+		return "models"
+	case "/health":
+		return "health"
+	case "/metrics":
+		return "metrics"
+	}
+	return "other"
 }
 
 var linePool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}

@@ -599,3 +599,45 @@ func TestRedirectHost(t *testing.T) {
 		}
 	}
 }
+
+// The access log names the route even when auth refused the request, and
+// holds no key, header or body.
+func TestAccessLogLines(t *testing.T) {
+	src, key := newMemSource(t)
+	var buf syncBuffer
+	p := startProxy(t, src, key, func(o *Options) { o.AccessLog = &buf })
+	p.do(t, "GET", "/v1/models", "", "Authorization", "Bearer "+key.Plain[:20])
+	p.do(t, "POST", "/v1/chat/completions", `{"model":"x","messages":[{"role":"user","content":"secret prompt"}]}`, p.auth()...)
+	p.do(t, "GET", "/api/pull", "")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	want := []string{`"route":"models","status":401`, `"route":"chat","status":404`, `"route":"other","status":404`}
+	if len(lines) != 3 {
+		t.Fatalf("access log: %q", lines)
+	}
+	for i, w := range want {
+		var v map[string]any
+		if json.Unmarshal([]byte(lines[i]), &v) != nil || !strings.Contains(lines[i], w) {
+			t.Errorf("line %d %s, want %s", i, lines[i], w)
+		}
+	}
+	if strings.Contains(buf.String(), key.Plain[4:20]) || strings.Contains(buf.String(), "secret prompt") {
+		t.Fatal("the access log holds a key or prompt text")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -17,14 +17,10 @@ import (
 	"github.com/unjuno/flm/core/gateway"
 )
 
-var routeNames = map[gateway.Route]string{gateway.Chat: "chat", gateway.Completions: "completions", gateway.Embeddings: "embeddings"}
-
 // forwardRoute handles one OpenAI POST route: validate, route, rewrite,
 // forward, relay.
 func (s *Server) forwardRoute(route gateway.Route) echo.HandlerFunc {
-	name := routeNames[route]
 	return func(c *echo.Context) error {
-		c.Set(ctxRoute, name)
 		body, err := readBody(c.Request())
 		if err != nil {
 			if isTooLarge(err) {

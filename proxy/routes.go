@@ -35,7 +35,6 @@ func promHandler(reg *prometheus.Registry) http.Handler {
 }
 
 func (s *Server) health(c *echo.Context) error {
-	c.Set(ctxRoute, "health")
 	if s.opts.InstanceID != "" {
 		c.Response().Header().Set("X-Flm-Instance", s.opts.InstanceID)
 	}
@@ -45,7 +44,6 @@ func (s *Server) health(c *echo.Context) error {
 // metricsEndpoint serves Prometheus metrics to loopback clients, or to
 // anyone with a valid key.
 func (s *Server) metricsEndpoint(c *echo.Context) error {
-	c.Set(ctxRoute, "metrics")
 	if !clientIP(c).IsLoopback() {
 		if err := s.requireKey(func(*echo.Context) error { return nil })(c); err != nil {
 			return err
@@ -74,7 +72,6 @@ type modelFLM struct {
 // listModels answers GET /v1/models in OpenAI's shape, with flm:// ids and
 // FLM's details under "flm".
 func (s *Server) listModels(c *echo.Context) error {
-	c.Set(ctxRoute, "models")
 	models := s.snap.Load().catalog.Models()
 	data := make([]modelEntry, len(models))
 	for i, m := range models {

@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"io"
+	"os"
 	"sync"
 	"time"
 )
@@ -56,3 +57,55 @@ func (b *bufferedLog) Close() {
 	<-b.done
 	b.flush()
 }
+
+// rotatingFile is an append-only log file that is renamed to path+".1"
+// (replacing the previous one) when it would grow past max bytes: a
+// long-running proxy's access log must not fill the disk.
+type rotatingFile struct {
+	path string
+	max  int64
+	f    *os.File
+	size int64
+}
+
+func openRotating(path string, max int64) (*rotatingFile, error) {
+	r := &rotatingFile{path: path, max: max}
+	if err := r.open(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *rotatingFile) open() error {
+	f, err := os.OpenFile(r.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	r.f, r.size = f, st.Size()
+	return nil
+}
+
+// Write appends p, rotating first when p would take the file past max.
+// Callers serialise writes (bufferedLog does).
+func (r *rotatingFile) Write(p []byte) (int, error) {
+	if r.size > 0 && r.size+int64(len(p)) > r.max {
+		_ = r.f.Close()
+		if err := os.Rename(r.path, r.path+".1"); err != nil {
+			return 0, err
+		}
+		if err := r.open(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := r.f.Write(p)
+	r.size += int64(n)
+	return n, err
+}
+
+// Close closes the file.
+func (r *rotatingFile) Close() error { return r.f.Close() }

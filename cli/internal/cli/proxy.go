@@ -53,7 +53,15 @@ type ProxyStartCmd struct {
 	ACMEDomain  string `name:"acme-domain" help:"Domain to certify (https-acme)."`
 	Challenge   string `enum:"http-01,dns-01" default:"http-01" help:"ACME challenge."`
 	DNSProvider string `name:"dns-provider" help:"lego DNS provider for dns-01."`
+	// AccessLog is set by `proxy start` for its background process: the
+	// access log goes to this file, rotated; in the foreground it goes to
+	// stderr (systemd and containers collect it there).
+	AccessLog string `name:"access-log" hidden:"" help:"Write the access log to this file (rotated at 20 MB)."`
 }
+
+// accessLogMax is the size at which the access log is rotated (one old
+// file is kept).
+const accessLogMax = 20 << 20
 
 func (c ProxyStartCmd) config(a *App) (proxyctl.Config, error) {
 	cfg := proxyctl.Config{
@@ -159,7 +167,7 @@ func (c ProxyStartCmd) Run(a *App) error {
 		return err
 	}
 	if c.Foreground {
-		return a.runForeground(cfg)
+		return a.runForeground(cfg, c.AccessLog)
 	}
 	return a.startBackground(cfg)
 }
@@ -184,7 +192,8 @@ func (a *App) startBackground(cfg proxyctl.Config) error {
 	}
 	defer logf.Close()
 	args := []string{"--data-dir", dir, "proxy", "start", "--foreground", "--port", strconv.Itoa(cfg.Port),
-		"--mode", string(cfg.Mode), "--bind", cfg.Bind, "--egress-mode", string(cfg.Egress.Mode)}
+		"--mode", string(cfg.Mode), "--bind", cfg.Bind, "--egress-mode", string(cfg.Egress.Mode),
+		"--access-log", filepath.Join(dir, "logs", fmt.Sprintf("access-%d.log", cfg.Port))}
 	for flag, v := range map[string]string{"--socks5-endpoint": cfg.Egress.SOCKS5Endpoint, "--acme-email": cfg.ACMEEmail,
 		"--acme-domain": cfg.ACMEDomain, "--challenge": cfg.ACMEChallenge, "--dns-provider": cfg.DNSProvider} {
 		if v != "" {
@@ -318,7 +327,7 @@ func (a *App) ours(h proxyctl.Handle) bool {
 }
 
 // runForeground serves until SIGINT/SIGTERM, reloading on SIGHUP.
-func (a *App) runForeground(cfg proxyctl.Config) error {
+func (a *App) runForeground(cfg proxyctl.Config, accessLogPath string) error {
 	// Signals are caught before anything is announced: a reload sent the
 	// moment `proxy start` returns must not end the process.
 	sigs := make(chan os.Signal, 4)
@@ -345,7 +354,16 @@ func (a *App) runForeground(cfg proxyctl.Config) error {
 		return err
 	}
 	instance := newRequestID()[len("req_"):]
-	access := newBufferedLog(a.Stderr)
+	var accessOut io.Writer = a.Stderr
+	if accessLogPath != "" {
+		rf, err := openRotating(accessLogPath, accessLogMax)
+		if err != nil {
+			return flmerr.Wrap(err, flmerr.IOError, "open the access log")
+		}
+		defer rf.Close()
+		accessOut = rf
+	}
+	access := newBufferedLog(accessOut)
 	defer access.Close()
 	opts := proxy.Options{
 		Config: cfg, Source: src, Audit: store.Audit{DB: sec}, BodyLimit: int64(bodyLimit), Getenv: a.Getenv,
