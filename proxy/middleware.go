@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/unjuno/flm/core/apikey"
+	"github.com/unjuno/flm/core/gateway"
 	"github.com/unjuno/flm/core/policy"
 )
 
@@ -350,11 +351,7 @@ func (s *Server) ipLimiter(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		d := s.ipLimit.Allow(limiterKey(ip), lim)
 		if !d.Allowed {
-			s.metrics.rateLimited.WithLabelValues("ip").Inc()
-			s.audit.record(AuditEvent{Type: "rate_limited", Severity: "low", IP: ip.String(), Endpoint: auditPath(c), RequestID: requestID(c), Status: http.StatusTooManyRequests, At: time.Now(), Detail: "ip_rate_limit"})
-			e := newError(http.StatusTooManyRequests, typeRate, "rate_limit_exceeded", "too many requests from your address; retry after %d s", int(d.RetryAfter.Seconds()+0.999))
-			e.Header = retryAfter(int(d.RetryAfter.Seconds() + 0.999))
-			return e
+			return s.limited(c, "ip", "", d, "too many requests from your address")
 		}
 		return next(c)
 	}
@@ -411,13 +408,24 @@ func (s *Server) keyLimiter(next echo.HandlerFunc) echo.HandlerFunc {
 		h.Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
 		h.Set("X-RateLimit-Reset", strconv.Itoa(int(d.Reset.Seconds()+0.999)))
 		if !d.Allowed {
-			s.metrics.rateLimited.WithLabelValues("key").Inc()
-			s.audit.record(AuditEvent{Type: "rate_limited", Severity: "low", IP: clientIP(c).String(), KeyID: rec.ID, Endpoint: auditPath(c), RequestID: requestID(c), Status: http.StatusTooManyRequests, At: time.Now(), Detail: "rate_limit"})
-			secs := int(d.RetryAfter.Seconds() + 0.999)
-			e := newError(http.StatusTooManyRequests, typeRate, "rate_limit_exceeded", "rate limit of this API key reached; retry after %d s", secs)
-			e.Header = retryAfter(secs)
-			return e
+			return s.limited(c, "key", rec.ID, d, "rate limit of this API key reached")
 		}
 		return next(c)
 	}
+}
+
+// limited records a refused request (metric, collapsed audit row) and
+// returns the 429 with Retry-After; scope is "ip" or "key".
+func (s *Server) limited(c *echo.Context, scope, keyID string, d gateway.Decision, what string) *apiError {
+	s.metrics.rateLimited.WithLabelValues(scope).Inc()
+	detail := "rate_limit"
+	if scope == "ip" {
+		detail = "ip_rate_limit"
+	}
+	s.audit.record(AuditEvent{Type: "rate_limited", Severity: "low", IP: clientIP(c).String(), KeyID: keyID, Endpoint: auditPath(c),
+		RequestID: requestID(c), Status: http.StatusTooManyRequests, At: time.Now(), Detail: detail})
+	secs := int(d.RetryAfter.Seconds() + 0.999)
+	e := newError(http.StatusTooManyRequests, typeRate, "rate_limit_exceeded", "%s; retry after %d s", what, secs)
+	e.Header = retryAfter(secs)
+	return e
 }

@@ -293,15 +293,6 @@ func (d *DB) rawConn(ctx context.Context, fn func(*sqlite3.Conn) error) error {
 	})
 }
 
-// Ping checks that the database answers.
-func (d *DB) Ping(ctx context.Context) error {
-	sdb, err := d.gdb.DB()
-	if err != nil {
-		return err
-	}
-	return sdb.PingContext(ctx)
-}
-
 // ExecForTest runs a statement outside the read-only guard. Tests use it to
 // simulate files written by other versions.
 func (d *DB) ExecForTest(stmt string) error { return d.gdb.Exec(stmt).Error }
