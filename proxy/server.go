@@ -66,6 +66,14 @@ type Options struct {
 	AuditEvery time.Duration
 	// InstanceID is sent in the X-Flm-Instance header of /health.
 	InstanceID string
+	// StreamWriteTimeout bounds each write (and flush) of a response to
+	// the client: a client that stops reading is cut off and the engine
+	// request ends. 0 = 60 s (setting proxy.stream_write_timeout_s).
+	StreamWriteTimeout time.Duration
+	// StreamIdleTimeout bounds the wait for the engine's next bytes while
+	// a response is relayed (and for its response headers); 0 = 600 s
+	// (setting proxy.stream_idle_timeout_s).
+	StreamIdleTimeout time.Duration
 }
 
 // DefaultBodyLimit is PRODUCT.md's 10 MiB.

@@ -15,6 +15,8 @@ type Target struct {
 	Model string
 	// ID is the model's flm:// id.
 	ID string
+	// Habits are the engine's wire habits, as its driver declares them.
+	Habits engine.Habits
 }
 
 // Catalog is an immutable snapshot of the engines the proxy can reach and

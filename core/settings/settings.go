@@ -24,6 +24,8 @@ const (
 	MaxNetworkFailures       = "engine.max_network_failures"
 	ProxyPort                = "proxy.port"
 	ProxyBodyLimitBytes      = "proxy.body_limit_bytes"
+	ProxyStreamWriteTimeoutS = "proxy.stream_write_timeout_s"
+	ProxyStreamIdleTimeoutS  = "proxy.stream_idle_timeout_s"
 	PreferredLanguage        = "preferred_language"
 )
 
@@ -61,6 +63,8 @@ var defs = []Def{
 	{MaxNetworkFailures, "3", "consecutive connection failures before an engine is error-network", intRange(1, 100)},
 	{ProxyPort, "8080", "default port of `flm proxy start`", intRange(1, 65535)},
 	{ProxyBodyLimitBytes, "10485760", "largest request body the proxy accepts (bytes)", intRange(1024, 1<<30)},
+	{ProxyStreamWriteTimeoutS, "60", "a streaming client that accepts no bytes for this long (s) is cut off, and the engine request ends", intRange(1, 3600)},
+	{ProxyStreamIdleTimeoutS, "600", "an engine that sends nothing for this long (s) during a response is given up on (covers a slow CPU's first token)", intRange(1, 86400)},
 	{PreferredLanguage, "en", "language of the web UI", oneOf("en", "ja")},
 }
 
