@@ -23,6 +23,7 @@ type Compiled struct {
 
 	keyLimit, ipLimit RateLimit
 	keyOn, ipOn       bool
+	realIP            bool // client_ip_header is X-Real-IP
 }
 
 // ipSet answers "is this address in one of these prefixes" with one map
@@ -101,6 +102,7 @@ func (p Policy) Compile() *Compiled {
 			c.origins[n] = struct{}{}
 		}
 	}
+	c.realIP = p.ClientIPHeader == HeaderXRealIP
 	if r := p.RateLimit; r != nil && r.RPM > 0 {
 		c.keyLimit, c.keyOn = *r, true
 	}
@@ -124,6 +126,11 @@ func (c *Compiled) AllowsIP(addr netip.Addr) bool {
 func (c *Compiled) IsTrustedProxy(addr netip.Addr) bool {
 	return c != nil && c.trusted.contains(addr)
 }
+
+// RealIPHeader reports whether a trusted proxy's X-Real-IP names the client
+// (policy client_ip_header "X-Real-IP"); otherwise X-Forwarded-For does, and
+// X-Real-IP is ignored.
+func (c *Compiled) RealIPHeader() bool { return c != nil && c.realIP }
 
 // AllowsOrigin reports whether a browser page from origin (the Origin
 // header's value) may call the API. Matching is exact on the normalized

@@ -34,6 +34,12 @@ const (
 
 var topLevelFields = []string{fieldIPWhitelist, fieldTrustedProxies, fieldCORS, fieldRateLimit, fieldIPRateLimit}
 
+// The headers client_ip_header may name.
+const (
+	HeaderXForwardedFor = "X-Forwarded-For"
+	HeaderXRealIP       = "X-Real-IP"
+)
+
 // RateLimit is a token bucket: RPM tokens per minute, at most
 // EffectiveBurst tokens saved up. RPM 0 turns the limit off.
 type RateLimit struct {
@@ -66,6 +72,10 @@ type Policy struct {
 	CORS            CORS
 	RateLimit       *RateLimit // nil = off
 	IPRateLimit     *RateLimit // nil = off
+	// ClientIPHeader names the header a trusted proxy sets with the
+	// client's address: HeaderXForwardedFor (also when empty) or
+	// HeaderXRealIP. X-Real-IP is believed only when named here.
+	ClientIPHeader string
 
 	extra []field // top-level fields this version does not know, in document order
 }
