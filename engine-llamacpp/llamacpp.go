@@ -25,6 +25,16 @@ func New(c *enginehttp.Client) *Driver { return &Driver{C: c} }
 // Kind implements engine.Driver.
 func (*Driver) Kind() engine.Kind { return engine.LlamaCPP }
 
+// Habits implements engine.Driver, for llama-server b10470 (fixtures
+// under shared/fixtures/engines/llamacpp): it closes the connection after
+// every streamed response while announcing keep-alive; a stream asked for
+// usage ends with a usage chunk (v1_chat_completions_stream_usage.http);
+// /v1/messages and /v1/responses are answered natively (api_families/).
+// "n" > 1 returns one choice.
+func (*Driver) Habits() engine.Habits {
+	return engine.Habits{ClosesAfterStream: true, HonoursIncludeUsage: true, NativeMessages: true, NativeResponses: true}
+}
+
 type errorBody struct {
 	Error *struct {
 		Message string `json:"message"`

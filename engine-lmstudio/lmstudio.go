@@ -23,6 +23,14 @@ func New(c *enginehttp.Client) *Driver { return &Driver{C: c} }
 // Kind implements engine.Driver.
 func (*Driver) Kind() engine.Kind { return engine.LMStudio }
 
+// Habits implements engine.Driver, from LM Studio's API changelog:
+// stream_options.include_usage since 0.3.18, POST /v1/responses since
+// 0.3.29, the Anthropic-compatible POST /v1/messages since 0.4.1. "n" > 1
+// returns one choice.
+func (*Driver) Habits() engine.Habits {
+	return engine.Habits{HonoursIncludeUsage: true, NativeMessages: true, NativeResponses: true}
+}
+
 type v0Model struct {
 	ID               string   `json:"id"`
 	Type             *string  `json:"type"`

@@ -26,6 +26,15 @@ func New(c *enginehttp.Client) *Driver { return &Driver{C: c} }
 // Kind implements engine.Driver.
 func (*Driver) Kind() engine.Kind { return engine.Ollama }
 
+// Habits implements engine.Driver, for Ollama 0.33 (fixtures under
+// shared/fixtures/engines/ollama): a stream asked for usage ends with a
+// usage chunk (v1_chat_completions_stream_usage.http); "name" also serves
+// "name:latest" (its implicit tag); /v1/messages and /v1/responses are
+// answered natively (api_families/). "n" > 1 returns one choice.
+func (*Driver) Habits() engine.Habits {
+	return engine.Habits{HonoursIncludeUsage: true, LatestTagAlias: true, NativeMessages: true, NativeResponses: true}
+}
+
 type versionBody struct {
 	Version *string `json:"version"`
 }

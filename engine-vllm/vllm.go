@@ -23,6 +23,16 @@ func New(c *enginehttp.Client) *Driver { return &Driver{C: c} }
 // Kind implements engine.Driver.
 func (*Driver) Kind() engine.Kind { return engine.VLLM }
 
+// Habits implements engine.Driver. vLLM is the one engine that returns n
+// choices for "n" > 1 (SamplingParams.n), and ends a stream with a usage
+// chunk when asked (v1_chat_completions_stream.http). `vllm serve` answers
+// /v1/responses (vllm-project/vllm#20504, v0.10) and /v1/messages (in the
+// OpenAI server since vllm-project/vllm#27882, late 2025; before that only
+// a separate entrypoint) — habits describe current releases.
+func (*Driver) Habits() engine.Habits {
+	return engine.Habits{MultipleChoices: true, HonoursIncludeUsage: true, NativeMessages: true, NativeResponses: true}
+}
+
 type modelsBody struct {
 	Data *[]struct {
 		ID          string `json:"id"`

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -36,8 +38,10 @@ const auditWindow = time.Minute
 // auditor collapses events in memory and writes them in the background;
 // the request path never waits for the database.
 type auditor struct {
-	sink    AuditSink
-	onDrop  func()
+	sink   AuditSink
+	onDrop func()
+	// log reports a failing sink; nil = slog.Default().
+	log     *slog.Logger
 	mu      sync.Mutex
 	pending map[string]*AuditEvent
 	order   []string
@@ -70,7 +74,10 @@ func (a *auditor) record(ev AuditEvent) {
 	a.order = append(a.order, key)
 }
 
-// run flushes once per window until ctx ends, then a last time.
+// run flushes once per window until ctx ends, then a last time. A flush
+// that panics (a sink's bug, a driver's) loses its events — counted as
+// dropped and logged — and the loop goes on: the audit writer must never
+// take the proxy down.
 func (a *auditor) run(ctx context.Context, every time.Duration) {
 	if a == nil || a.sink == nil {
 		return
@@ -81,16 +88,33 @@ func (a *auditor) run(ctx context.Context, every time.Duration) {
 		select {
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			a.flush(fctx)
+			a.safeFlush(fctx)
 			cancel()
 			return
 		case <-t.C:
-			a.flush(ctx)
+			a.safeFlush(ctx)
 		}
 	}
 }
 
-func (a *auditor) flush(ctx context.Context) {
+func (a *auditor) safeFlush(ctx context.Context) {
+	n := 0 // events handed to the sink, lost if it panics
+	defer func() {
+		if r := recover(); r != nil {
+			for range n {
+				a.onDrop()
+			}
+			log := a.log
+			if log == nil {
+				log = slog.Default()
+			}
+			log.Error("audit writer panicked; events dropped", "events", n, "panic", fmt.Sprint(r))
+		}
+	}()
+	a.flush(ctx, &n)
+}
+
+func (a *auditor) flush(ctx context.Context, handed *int) {
 	a.mu.Lock()
 	if len(a.order) == 0 {
 		a.mu.Unlock()
@@ -103,6 +127,7 @@ func (a *auditor) flush(ctx context.Context) {
 	a.pending = map[string]*AuditEvent{}
 	a.order = nil
 	a.mu.Unlock()
+	*handed = len(evs)
 	if err := a.sink.Audit(ctx, evs); err != nil {
 		for range evs {
 			a.onDrop()

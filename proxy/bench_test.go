@@ -84,10 +84,17 @@ func BenchmarkSSERelay(b *testing.B) {
 	b.SetBytes(int64(len(stream)))
 	b.ReportAllocs()
 	for b.Loop() {
-		var st sseState
+		st := sseState{keepUsage: true}
 		out := 0
 		for chunk := range bytes.SplitAfterSeq(stream, []byte("\n\n")) {
-			out += len(st.feed(chunk))
+			st.push(chunk)
+			for {
+				ev, ok := st.next(false)
+				if !ok {
+					break
+				}
+				out += len(ev)
+			}
 		}
 		if !st.done || out < len(stream) {
 			b.Fatalf("relayed %d of %d bytes", out, len(stream))

@@ -44,16 +44,35 @@ func TestOpenAIGoClient(t *testing.T) {
 	if err != nil || len(chat.Choices) == 0 || chat.Choices[0].Message.Content == "" || chat.Usage.TotalTokens == 0 {
 		t.Fatalf("chat: %v %+v", err, chat)
 	}
-	stream := c.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{
-		Model:    "llama3",
-		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")},
-	})
-	acc := openai.ChatCompletionAccumulator{}
-	for stream.Next() {
-		acc.AddChunk(stream.Current())
-	}
-	if err := stream.Err(); err != nil || len(acc.Choices) == 0 || acc.Choices[0].Message.Content == "" || acc.Usage.TotalTokens == 0 {
-		t.Fatalf("stream: %v %+v", err, acc)
+	// A stream that asks for usage ends with the engine's usage chunk; one
+	// that does not gets only chunks with choices (a client reading
+	// choices[0] of every chunk must not break).
+	for _, askUsage := range []bool{true, false} {
+		params := openai.ChatCompletionNewParams{
+			Model:    "llama3",
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")},
+		}
+		if askUsage {
+			params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+		}
+		stream := c.Chat.Completions.NewStreaming(ctx, params)
+		acc := openai.ChatCompletionAccumulator{}
+		emptyChoices := 0
+		for stream.Next() {
+			if len(stream.Current().Choices) == 0 {
+				emptyChoices++
+			}
+			acc.AddChunk(stream.Current())
+		}
+		if err := stream.Err(); err != nil || len(acc.Choices) == 0 || acc.Choices[0].Message.Content == "" {
+			t.Fatalf("stream (usage %v): %v %+v", askUsage, err, acc.Choices)
+		}
+		if askUsage && (acc.Usage.TotalTokens == 0 || acc.Usage.PromptTokens == 0 || emptyChoices != 1) {
+			t.Fatalf("stream asking for usage: usage %+v, %d chunks without choices", acc.Usage, emptyChoices)
+		}
+		if !askUsage && (acc.Usage.TotalTokens != 0 || emptyChoices != 0) {
+			t.Fatalf("stream not asking for usage: usage %+v, %d chunks without choices", acc.Usage, emptyChoices)
+		}
 	}
 	emb, err := c.Embeddings.New(ctx, openai.EmbeddingNewParams{
 		Model: "flm://ollama/nomic-embed:latest",

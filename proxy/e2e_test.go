@@ -42,9 +42,15 @@ func sseEvents(t *testing.T, body []byte) []string {
 }
 
 type kindCase struct {
-	kind       engine.Kind
-	chat, emb  string // engine ids serving a chat and an embedding model
-	hasCompl   bool
+	kind      engine.Kind
+	chat, emb string // engine ids serving a chat and an embedding model
+	hasCompl  bool
+	// usage: chunks carrying usage in the engine's stream, as captured, for
+	// chat and completions, asked for (include_usage) and not. Ollama
+	// ignores include_usage on /v1/completions, the captured LM Studio on
+	// both; llama-server puts usage in its completions' last chunk (which
+	// has choices) whatever was asked.
+	usage      map[string]int
 	setupFakes func(t *testing.T, src *memSource) []*enginefake.Server
 }
 
@@ -57,10 +63,10 @@ func kindCases() []kindCase {
 		}
 	}
 	return []kindCase{
-		{kind: engine.Ollama, chat: "ollama", emb: "ollama", hasCompl: true, setupFakes: two(engine.Ollama)},
-		{kind: engine.VLLM, chat: "vllm", emb: "vllm", hasCompl: true, setupFakes: two(engine.VLLM)},
-		{kind: engine.LMStudio, chat: "lmstudio", emb: "lmstudio", hasCompl: true, setupFakes: two(engine.LMStudio)},
-		{kind: engine.LlamaCPP, chat: "llamacpp", emb: "llamacpp-embed", hasCompl: true, setupFakes: func(t *testing.T, src *memSource) []*enginefake.Server {
+		{kind: engine.Ollama, chat: "ollama", emb: "ollama", hasCompl: true, setupFakes: two(engine.Ollama), usage: map[string]int{"chat asked": 1}},
+		{kind: engine.VLLM, chat: "vllm", emb: "vllm", hasCompl: true, setupFakes: two(engine.VLLM), usage: map[string]int{"chat asked": 1, "completions asked": 1}},
+		{kind: engine.LMStudio, chat: "lmstudio", emb: "lmstudio", hasCompl: true, setupFakes: two(engine.LMStudio), usage: map[string]int{}},
+		{kind: engine.LlamaCPP, chat: "llamacpp", emb: "llamacpp-embed", hasCompl: true, usage: map[string]int{"chat asked": 1, "completions asked": 1, "completions": 1}, setupFakes: func(t *testing.T, src *memSource) []*enginefake.Server {
 			// llama-server serves one model; embeddings need --embeddings.
 			c := startFake(t, enginefake.Options{Kind: enginefake.LlamaCpp, Models: []enginefake.Model{{Name: "org/chat:Q4"}}})
 			e := startFake(t, enginefake.Options{Kind: enginefake.LlamaCpp, Models: []enginefake.Model{{Name: "embed model", Embedding: true}}})
@@ -96,16 +102,23 @@ func TestEveryEndpointEveryEngine(t *testing.T) {
 				t.Fatalf("chat = %d %s", r.status, r.body)
 			}
 
-			r = p.do(t, "POST", "/v1/chat/completions", `{"model":"`+chatID+`","messages":[{"role":"user","content":"hi"}],"stream":true}`, hdr...)
-			checkStream(t, r, "chat.completion.chunk")
-
+			for _, usage := range []bool{true, false} {
+				opts, asked := "", ""
+				if usage {
+					opts, asked = `,"stream_options":{"include_usage":true}`, " asked"
+				}
+				r = p.do(t, "POST", "/v1/chat/completions", `{"model":"`+chatID+`","messages":[{"role":"user","content":"hi"}],"stream":true`+opts+`}`, hdr...)
+				checkStream(t, r, "chat.completion.chunk", usage, kc.usage["chat"+asked])
+				if kc.hasCompl {
+					r = p.do(t, "POST", "/v1/completions", `{"model":"`+chatID+`","prompt":"once upon","stream":true`+opts+`}`, hdr...)
+					checkStream(t, r, "text_completion", usage, kc.usage["completions"+asked])
+				}
+			}
 			if kc.hasCompl {
 				r = p.do(t, "POST", "/v1/completions", `{"model":"`+chatID+`","prompt":"once upon","max_tokens":8}`, hdr...)
 				if r.status != 200 || !bytes.Contains(r.body, []byte(`"usage"`)) || !bytes.Contains(r.body, []byte(`"choices"`)) {
 					t.Fatalf("completions = %d %s", r.status, r.body)
 				}
-				r = p.do(t, "POST", "/v1/completions", `{"model":"`+chatID+`","prompt":"once upon","stream":true}`, hdr...)
-				checkStream(t, r, "text_completion")
 			}
 
 			r = p.do(t, "POST", "/v1/embeddings", `{"model":"`+engine.ModelID(kc.emb, "embed model")+`","input":["a","b"]}`, hdr...)
@@ -141,9 +154,13 @@ func TestEveryEndpointEveryEngine(t *testing.T) {
 	}
 }
 
-// checkStream asserts an SSE answer: headers, chunk objects, a usage chunk
-// and the final [DONE].
-func checkStream(t *testing.T, r reply, object string) {
+// checkStream asserts an SSE answer: headers, chunk objects, the final
+// [DONE], and usage exactly as asked: a client that asked gets the
+// engine's usage chunk (real counts, never estimated), one that did not
+// gets no usage and no chunk without choices.
+// wantChunks is how many chunks carry usage: what the engine sends, as
+// captured (FLM adds none).
+func checkStream(t *testing.T, r reply, object string, wantUsage bool, wantChunks int) {
 	t.Helper()
 	if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/event-stream") ||
 		r.header.Get("Cache-Control") != "no-cache" || r.header.Get("X-Accel-Buffering") != "no" {
@@ -153,12 +170,17 @@ func checkStream(t *testing.T, r reply, object string) {
 	if len(ev) < 3 || ev[len(ev)-1] != "[DONE]" {
 		t.Fatalf("stream events = %q", ev)
 	}
-	usage := false
+	usage := 0
 	for _, e := range ev[:len(ev)-1] {
 		var chunk struct {
-			Object string          `json:"object"`
-			Usage  json.RawMessage `json:"usage"`
-			Error  json.RawMessage `json:"error"`
+			Object  string            `json:"object"`
+			Choices []json.RawMessage `json:"choices"`
+			Usage   *struct {
+				PromptTokens int  `json:"prompt_tokens"`
+				TotalTokens  int  `json:"total_tokens"`
+				Estimated    *any `json:"flm_estimated"`
+			} `json:"usage"`
+			Error json.RawMessage `json:"error"`
 		}
 		if err := json.Unmarshal([]byte(e), &chunk); err != nil || chunk.Error != nil {
 			t.Fatalf("bad event %q", e)
@@ -166,10 +188,18 @@ func checkStream(t *testing.T, r reply, object string) {
 		if chunk.Object != object {
 			t.Fatalf("event object %q, want %q", chunk.Object, object)
 		}
-		usage = usage || (len(chunk.Usage) > 0 && string(chunk.Usage) != "null")
+		if chunk.Usage != nil {
+			usage++
+			if chunk.Usage.TotalTokens == 0 || chunk.Usage.Estimated != nil {
+				t.Fatalf("usage chunk %s is not the engine's", e)
+			}
+		}
+		if len(chunk.Choices) == 0 && !wantUsage {
+			t.Fatalf("a client that did not ask for usage got a chunk without choices: %s", e)
+		}
 	}
-	if !usage {
-		t.Fatalf("no usage chunk in %q", ev)
+	if usage != wantChunks {
+		t.Fatalf("usage asked %v: %d chunks with usage, want %d: %q", wantUsage, usage, wantChunks, ev)
 	}
 }
 

@@ -5,7 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v5"
 
@@ -121,4 +125,84 @@ func (s *Server) errorHandler(c *echo.Context, err error) {
 
 func retryAfter(secs int) http.Header {
 	return http.Header{"Retry-After": {strconv.Itoa(max(secs, 1))}}
+}
+
+// urlPattern is a URL with a scheme (http://…, ws://…, unix://…).
+var urlPattern = regexp.MustCompile(`(?i)\b[a-z][a-z0-9+.-]*://[^\s"'<>` + "`" + `]+`)
+
+// redactAddrs removes from an engine's message what would tell a key
+// holder where FLM's engines live: URLs, the endpoint's host (a name or an
+// address, with or without its port) and every IP address (with or
+// without a port, IPv6 bracketed or not).
+func redactAddrs(msg, baseURL string) string {
+	msg = urlPattern.ReplaceAllStringFunc(msg, func(u string) string {
+		// Punctuation after a URL in prose is not part of it.
+		return "<url>" + u[len(strings.TrimRight(u, ".,;:!?)]}")):]
+	})
+	if u, err := url.Parse(baseURL); err == nil && u.Host != "" {
+		msg = strings.ReplaceAll(msg, u.Host, "<address>")
+		// A host name alone too (an address alone is found below; a bare
+		// replace of it would leave a port behind).
+		if h := u.Hostname(); h != "" && !strings.EqualFold(h, "localhost") && !isAddr(h) {
+			msg = strings.ReplaceAll(msg, h, "<address>")
+		}
+	}
+	var b strings.Builder
+	for len(msg) > 0 {
+		i := strings.IndexFunc(msg, tokenSep)
+		tok, sep := msg, ""
+		if i >= 0 {
+			tok, sep, msg = msg[:i], msg[i:i+1], msg[i+1:]
+		} else {
+			msg = ""
+		}
+		if core := strings.TrimRight(tok, ".;:!?"); isAddr(core) || isHostPort(core) {
+			b.WriteString("<address>")
+			tok = tok[len(core):]
+		}
+		b.WriteString(tok)
+		b.WriteString(sep)
+	}
+	return b.String()
+}
+
+func tokenSep(r rune) bool {
+	switch r {
+	case ' ', '\t', '\n', '\r', '"', '\'', '`', ',', '(', ')', '<', '>', '=', '/':
+		return true
+	}
+	return false
+}
+
+// isHostPort reports a host name with a port ("localhost:11434",
+// "gpu-box.lan:8000").
+func isHostPort(s string) bool {
+	host, port, ok := strings.Cut(s, ":")
+	if !ok || host == "" || !portSuffix(":"+port) {
+		return false
+	}
+	letter := false
+	for _, c := range host {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+			letter = true
+		case c >= '0' && c <= '9', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return letter
+}
+
+// isAddr reports an IP address, optionally with a port (IPv6 then in
+// brackets) or a zone.
+func isAddr(s string) bool {
+	if len(s) < 2 {
+		return false
+	}
+	if _, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+		return true
+	}
+	_, err := netip.ParseAddrPort(s)
+	return err == nil
 }

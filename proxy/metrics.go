@@ -21,6 +21,7 @@ type metrics struct {
 	upstreamErrs  *prometheus.CounterVec
 	activeStreams prometheus.Gauge
 	auditDropped  prometheus.Counter
+	relayTimeouts *prometheus.CounterVec
 
 	// Children resolved once: WithLabelValues hashes its labels per call.
 	counters  sync.Map // route+"|"+status → prometheus.Counter
@@ -70,8 +71,15 @@ func newMetrics() *metrics {
 		auditDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flm_audit_events_dropped_total", Help: "Audit events dropped because the writer fell behind.",
 		}),
+		relayTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flm_relay_timeouts_total",
+			Help: "Responses ended by a deadline (kind: client_write = the client accepted no bytes for the write timeout; engine_idle = the engine sent nothing for the idle timeout).",
+		}, []string{"kind"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.authFailures, m.rateLimited, m.blocked, m.upstreamErrs, m.activeStreams, m.auditDropped,
+	// Both kinds exist from the start: a dashboard sees 0, not no series.
+	m.relayTimeouts.WithLabelValues("client_write")
+	m.relayTimeouts.WithLabelValues("engine_idle")
+	m.reg.MustRegister(m.requests, m.latency, m.authFailures, m.rateLimited, m.blocked, m.upstreamErrs, m.activeStreams, m.auditDropped, m.relayTimeouts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -55,54 +55,74 @@ func (s *Server) withRequestID(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // accessLog writes one JSON line per request to Options.AccessLog: no
-// query string, no headers, no body; the key id, never the key. The line is
-// built by hand into a pooled buffer: with slog it cost a third of FLM's
-// own per-request time.
+// query string, no headers, no body; the key id, never the key. "ip" is
+// the client as resolved (empty when a trusted proxy named none) and
+// "peer" the socket peer, so a refused request is always identifiable.
+// The line is built by hand into a pooled buffer: with slog it cost a
+// third of FLM's own per-request time. A request whose response was
+// aborted (a broken engine answer) is logged too, then the abort goes on.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		start := time.Now()
+		aborted := true
+		defer func() {
+			if aborted {
+				s.logRequest(c, start)
+			}
+		}()
 		err := next(c)
+		aborted = false
 		if err != nil {
 			s.errorHandler(c, err)
 		}
-		status := 0
-		if r, _ := echo.UnwrapResponse(c.Response()); r != nil {
-			status = r.Status
-		}
-		route := routeName(c.Path())
-		el := time.Since(start)
-		s.metrics.observe(route, status, el)
-		if s.opts.AccessLog == nil {
-			return nil
-		}
-		keyID := ""
-		if rec, ok := c.Get(ctxKey).(apikey.Record); ok {
-			keyID = rec.ID
-		}
-		bp := linePool.Get().(*[]byte)
-		b := (*bp)[:0]
-		b = append(b, `{"time":"`...)
-		b = start.UTC().AppendFormat(b, time.RFC3339Nano)
-		b = append(b, `","msg":"request","request_id":"`...)
-		b = append(b, requestID(c)...)
-		b = append(b, `","ip":"`...)
-		b = clientIP(c).AppendTo(b)
-		b = append(b, `","method":`...)
-		b = strconv.AppendQuote(b, c.Request().Method)
-		b = append(b, `,"route":"`...)
-		b = append(b, route...)
-		b = append(b, `","status":`...)
-		b = strconv.AppendInt(b, int64(status), 10)
-		b = append(b, `,"ms":`...)
-		b = strconv.AppendFloat(b, float64(el.Microseconds())/1000, 'f', 3, 64)
-		b = append(b, `,"key_id":"`...)
-		b = append(b, keyID...)
-		b = append(b, "\"}\n"...)
-		_, _ = s.opts.AccessLog.Write(b)
-		*bp = b
-		linePool.Put(bp)
+		s.logRequest(c, start)
 		return nil
 	}
+}
+
+func (s *Server) logRequest(c *echo.Context, start time.Time) {
+	status := 0
+	if r, _ := echo.UnwrapResponse(c.Response()); r != nil {
+		status = r.Status
+	}
+	path := c.Path()
+	if path == "" { // refused before routing (allowlist, Host, CORS, limits)
+		path = c.Request().URL.Path
+	}
+	route := routeName(path)
+	el := time.Since(start)
+	s.metrics.observe(route, status, el)
+	if s.opts.AccessLog == nil {
+		return
+	}
+	keyID := ""
+	if rec, ok := c.Get(ctxKey).(apikey.Record); ok {
+		keyID = rec.ID
+	}
+	bp := linePool.Get().(*[]byte)
+	b := (*bp)[:0]
+	b = append(b, `{"time":"`...)
+	b = start.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","msg":"request","request_id":"`...)
+	b = append(b, requestID(c)...)
+	b = append(b, `","ip":"`...)
+	b = clientIP(c).AppendTo(b)
+	b = append(b, `","peer":"`...)
+	b = peerAddr(c.Request()).AppendTo(b)
+	b = append(b, `","method":`...)
+	b = strconv.AppendQuote(b, c.Request().Method)
+	b = append(b, `,"route":"`...)
+	b = append(b, route...)
+	b = append(b, `","status":`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, `,"ms":`...)
+	b = strconv.AppendFloat(b, float64(el.Microseconds())/1000, 'f', 3, 64)
+	b = append(b, `,"key_id":"`...)
+	b = append(b, keyID...)
+	b = append(b, "\"}\n"...)
+	_, _ = s.opts.AccessLog.Write(b)
+	*bp = b
+	linePool.Put(bp)
 }
 
 // routeName is the label of a matched route (also when a middleware
@@ -162,41 +182,112 @@ func peerAddr(r *http.Request) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// resolveClientIP is the socket peer, unless the peer is a trusted proxy.
-// Then it is X-Real-IP when the proxy set one, else the right-most
-// X-Forwarded-For entry that is not itself a trusted proxy. A proxied
-// request whose headers do not name a valid client gets the invalid
-// address: it is never mistaken for the proxy (often loopback) itself.
-// Headers from any other peer are ignored.
+// resolveClientIP is who a request comes from (PRODUCT.md §6). Headers
+// are read only when the socket peer is in trusted_proxy_ips; any other
+// peer is the client, whatever it sends. Behind a trusted proxy:
+//
+//   - with client_ip_header "X-Real-IP", that header alone names the
+//     client (X-Forwarded-For is ignored): it must be one address;
+//   - otherwise X-Forwarded-For (all its lines, in order) is walked from
+//     the right, skipping trusted hops: the first untrusted address is the
+//     client. X-Real-IP is ignored: reverse proxies such as Caddy pass a
+//     client's own X-Real-IP through untouched.
+//
+// When the headers name no client — none sent, an element that does not
+// parse before an untrusted one is reached, or every hop trusted — the
+// result is the invalid address: the client is unknown, never taken to be
+// the proxy (often loopback) itself. An unknown client fails every
+// non-empty allowlist, is not loopback for /metrics, and shares one
+// per-IP bucket with the other unknown clients.
+//
+// Echo's ExtractIPFromXFFHeader is not used: it trusts private and
+// loopback ranges by default, answers the peer itself when an element is
+// malformed, the left-most hop when all are trusted, and cannot parse
+// zoned addresses.
 func resolveClientIP(r *http.Request, pol *policy.Compiled) netip.Addr {
 	peer := peerAddr(r)
 	if !peer.IsValid() || !pol.IsTrustedProxy(peer) {
 		return peer
 	}
-	if v := r.Header.Values("X-Real-Ip"); len(v) > 0 {
-		if len(v) == 1 {
-			if a, err := netip.ParseAddr(strings.TrimSpace(v[0])); err == nil {
-				return a.Unmap().WithZone("")
+	if pol.RealIPHeader() {
+		v := r.Header["X-Real-Ip"]
+		if len(v) != 1 {
+			return netip.Addr{} // none, or several: no single client named
+		}
+		return parseHop(v[0])
+	}
+	xff := r.Header["X-Forwarded-For"]
+	for i := len(xff) - 1; i >= 0; i-- {
+		line := xff[i]
+		for {
+			j := strings.LastIndexByte(line, ',')
+			a := parseHop(line[j+1:])
+			if !a.IsValid() {
+				return netip.Addr{}
 			}
-		}
-		return netip.Addr{}
-	}
-	xff := r.Header.Values("X-Forwarded-For")
-	if len(xff) == 0 {
-		return netip.Addr{}
-	}
-	parts := strings.Split(strings.Join(xff, ","), ",")
-	for i := len(parts) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(parts[i]))
-		if err != nil {
-			return netip.Addr{}
-		}
-		a = a.Unmap().WithZone("")
-		if !pol.IsTrustedProxy(a) {
-			return a
+			if !pol.IsTrustedProxy(a) {
+				return a
+			}
+			if j < 0 {
+				break
+			}
+			line = line[:j]
 		}
 	}
 	return netip.Addr{}
+}
+
+// parseHop parses one X-Forwarded-For element or an X-Real-IP value: an
+// IPv4 or IPv6 address, IPv6 optionally in brackets, either optionally
+// with a port (some proxies add one). A zone is dropped (it names an
+// interface of the host that wrote it) and an IPv4-mapped IPv6 address is
+// unmapped. Anything else — empty, "unknown", obfuscated identifiers,
+// garbage — is the invalid address.
+func parseHop(s string) netip.Addr {
+	s = strings.Trim(s, " \t")
+	if s == "" || len(s) > 64 { // the longest address with a zone and a port is far shorter
+		return netip.Addr{}
+	}
+	var a netip.Addr
+	var err error
+	switch {
+	case s[0] == '[':
+		end := strings.IndexByte(s, ']')
+		if end < 0 || !portSuffix(s[end+1:]) {
+			return netip.Addr{}
+		}
+		if a, err = netip.ParseAddr(s[1:end]); err != nil || !a.Is6() {
+			return netip.Addr{}
+		}
+	case strings.Count(s, ":") == 1: // IPv4 with a port; an IPv6 address has at least two colons
+		host, port, _ := strings.Cut(s, ":")
+		if a, err = netip.ParseAddr(host); err != nil || !a.Is4() || !portSuffix(":"+port) {
+			return netip.Addr{}
+		}
+	default:
+		if a, err = netip.ParseAddr(s); err != nil {
+			return netip.Addr{}
+		}
+	}
+	return a.Unmap().WithZone("")
+}
+
+// portSuffix accepts "" or ":" followed by a port number.
+func portSuffix(s string) bool {
+	if s == "" {
+		return true
+	}
+	if s[0] != ':' || len(s) < 2 || len(s) > 6 {
+		return false
+	}
+	n := 0
+	for _, c := range s[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n <= 65535
 }
 
 // ipFilter resolves the client IP and applies the allowlist. /health is
@@ -219,8 +310,24 @@ func (s *Server) ipFilter(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (s *Server) block(c *echo.Context, event, detail string) {
 	s.metrics.blocked.WithLabelValues(event).Inc()
-	s.audit.record(AuditEvent{Type: event, Severity: "medium", IP: clientIP(c).String(), Endpoint: auditPath(c),
+	ip, detail := auditWho(c, detail)
+	s.audit.record(AuditEvent{Type: event, Severity: "medium", IP: ip, Endpoint: auditPath(c),
 		RequestID: requestID(c), Status: http.StatusForbidden, At: time.Now(), Detail: detail})
+}
+
+// auditWho is the audit row's ip and detail: the client, or — when a
+// trusted proxy named no valid client — an empty ip and the proxy's
+// address in the detail, so the row still says where the request came
+// from.
+func auditWho(c *echo.Context, detail string) (string, string) {
+	if ip := clientIP(c); ip.IsValid() {
+		return ip.String(), detail
+	}
+	peer := "unknown"
+	if p := peerAddr(c.Request()); p.IsValid() {
+		peer = p.String()
+	}
+	return "", detail + "; client unknown: trusted proxy " + peer + " named no valid client address"
 }
 
 // auditPath is the request's path when it is one of FLM's routes, else
@@ -386,7 +493,8 @@ func (s *Server) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
 			problem = "invalid_or_revoked_api_key"
 		}
 		s.metrics.authFailures.WithLabelValues(problem).Inc()
-		s.audit.record(AuditEvent{Type: "auth_failure", Severity: "medium", IP: clientIP(c).String(), Endpoint: auditPath(c), RequestID: requestID(c), Status: http.StatusUnauthorized, At: time.Now(), Detail: problem})
+		ip, detail := auditWho(c, problem)
+		s.audit.record(AuditEvent{Type: "auth_failure", Severity: "medium", IP: ip, Endpoint: auditPath(c), RequestID: requestID(c), Status: http.StatusUnauthorized, At: time.Now(), Detail: detail})
 		e := newError(http.StatusUnauthorized, typeAuth, "invalid_api_key", "a valid FLM API key is required: send Authorization: Bearer <key>")
 		e.Header = http.Header{"Www-Authenticate": {`Bearer realm="flm"`}}
 		return e
@@ -403,10 +511,7 @@ func (s *Server) keyLimiter(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		d := s.keyLimit.Allow(rec.ID, lim)
-		h := c.Response().Header()
-		h.Set("X-RateLimit-Limit", strconv.Itoa(d.Limit))
-		h.Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
-		h.Set("X-RateLimit-Reset", strconv.Itoa(int(d.Reset.Seconds()+0.999)))
+		setRateHeaders(c.Response().Header(), d)
 		if !d.Allowed {
 			return s.limited(c, "key", rec.ID, d, "rate limit of this API key reached")
 		}
@@ -414,18 +519,29 @@ func (s *Server) keyLimiter(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// setRateHeaders describes the bucket that decided d.
+func setRateHeaders(h http.Header, d gateway.Decision) {
+	h.Set("X-RateLimit-Limit", strconv.Itoa(d.Limit))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
+	h.Set("X-RateLimit-Reset", strconv.Itoa(int(d.Reset.Seconds()+0.999)))
+}
+
 // limited records a refused request (metric, collapsed audit row) and
-// returns the 429 with Retry-After; scope is "ip" or "key".
+// returns the 429 with Retry-After and the X-RateLimit-* headers of the
+// bucket that refused it (PRODUCT.md §6: on every 429); scope is "ip" or
+// "key".
 func (s *Server) limited(c *echo.Context, scope, keyID string, d gateway.Decision, what string) *apiError {
 	s.metrics.rateLimited.WithLabelValues(scope).Inc()
 	detail := "rate_limit"
 	if scope == "ip" {
 		detail = "ip_rate_limit"
 	}
-	s.audit.record(AuditEvent{Type: "rate_limited", Severity: "low", IP: clientIP(c).String(), KeyID: keyID, Endpoint: auditPath(c),
+	ip, detail := auditWho(c, detail)
+	s.audit.record(AuditEvent{Type: "rate_limited", Severity: "low", IP: ip, KeyID: keyID, Endpoint: auditPath(c),
 		RequestID: requestID(c), Status: http.StatusTooManyRequests, At: time.Now(), Detail: detail})
 	secs := int(d.RetryAfter.Seconds() + 0.999)
 	e := newError(http.StatusTooManyRequests, typeRate, "rate_limit_exceeded", "%s; retry after %d s", what, secs)
 	e.Header = retryAfter(secs)
+	setRateHeaders(e.Header, d)
 	return e
 }

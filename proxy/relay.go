@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -67,9 +69,137 @@ func (s *Server) resolve(ctx context.Context, model string) (gateway.Target, err
 	return t, err
 }
 
+// Deadlines of a relayed response (Options.StreamWriteTimeout and
+// StreamIdleTimeout; settings proxy.stream_write_timeout_s and
+// proxy.stream_idle_timeout_s).
+const (
+	// DefaultStreamWriteTimeout bounds each write of a response to the
+	// client: a client that accepts no bytes for this long is cut off.
+	DefaultStreamWriteTimeout = 60 * time.Second
+	// DefaultStreamIdleTimeout bounds each wait for the engine while a
+	// response is relayed (and a stream's response headers): generous
+	// enough for a slow CPU engine's first token after a long prompt.
+	DefaultStreamIdleTimeout = 600 * time.Second
+)
+
+func (s *Server) writeTimeout() time.Duration {
+	if s.opts.StreamWriteTimeout > 0 {
+		return s.opts.StreamWriteTimeout
+	}
+	return DefaultStreamWriteTimeout
+}
+
+func (s *Server) idleTimeout() time.Duration {
+	if s.opts.StreamIdleTimeout > 0 {
+		return s.opts.StreamIdleTimeout
+	}
+	return DefaultStreamIdleTimeout
+}
+
+// Why FLM ended an engine request (context.Cause of its context).
+var (
+	errEngineIdle    = errors.New("the engine sent nothing within the idle timeout")
+	errClientStalled = errors.New("the client accepted no bytes within the write timeout")
+	errClientGone    = errors.New("the client went away")
+	errRelayDone     = errors.New("the relay ended")
+)
+
+// relay is one request's trip to an engine and back.
+type relay struct {
+	s *Server
+	c *echo.Context
+	t gateway.Target
+	// ctx is the engine request's context, a child of the client's:
+	// cancelling it ends the engine request (the engine sees its
+	// connection close and stops generating).
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	idle   idleWatch
+	cw     clientWriter
+}
+
+// idleWatch ends the engine request when the engine sends nothing for d.
+// It is armed before every wait for the engine — a stream's response
+// headers, each body read — so a healthy stream, however long, is never
+// cut, and a stalled one never pins its goroutine and the engine's
+// generation.
+type idleWatch struct {
+	d      time.Duration
+	cancel context.CancelCauseFunc
+	t      *time.Timer
+}
+
+func (w *idleWatch) arm() {
+	if w.t == nil {
+		cancel := w.cancel
+		w.t = time.AfterFunc(w.d, func() { cancel(errEngineIdle) })
+		return
+	}
+	w.t.Reset(w.d)
+}
+
+func (w *idleWatch) stop() {
+	if w.t != nil {
+		w.t.Stop()
+	}
+}
+
+// clientWriter writes a response to the client with a deadline refreshed
+// before each write (and flush): a client that stops reading is cut off
+// after the write timeout instead of holding the relay forever. The last
+// deadline also bounds the response's end, which net/http writes after
+// the handler returns (and then clears the deadline for the next request
+// on the connection).
+type clientWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func newClientWriter(c *echo.Context, d time.Duration) clientWriter {
+	// Writes go to the writer under Echo's: the status and "committed"
+	// are Echo's (set through it by WriteHeader), and its Flush builds a
+	// ResponseController per call.
+	w := c.Response()
+	if u, ok := w.(interface{ Unwrap() http.ResponseWriter }); ok {
+		w = u.Unwrap()
+	}
+	return clientWriter{w: w, rc: http.NewResponseController(w), d: d}
+}
+
+func (cw *clientWriter) deadline() {
+	// ErrNotSupported (a test recorder) leaves writes unbounded.
+	_ = cw.rc.SetWriteDeadline(time.Now().Add(cw.d))
+}
+
+// write writes p, unflushed (a non-streamed body).
+func (cw *clientWriter) write(p []byte) error {
+	cw.deadline()
+	_, err := cw.w.Write(p)
+	return err
+}
+
+// send writes p and flushes it: one event, one write, one flush, so the
+// client gets each event the moment it is complete and never two glued.
+func (cw *clientWriter) send(p []byte) error {
+	cw.deadline()
+	if _, err := cw.w.Write(p); err != nil {
+		return err
+	}
+	return cw.rc.Flush()
+}
+
+func (cw *clientWriter) flush() error {
+	cw.deadline()
+	return cw.rc.Flush()
+}
+
 // forward sends body to the target engine and relays its answer.
-func (s *Server) forward(c *echo.Context, route gateway.Route, stream, usage bool, t gateway.Target, body []byte) error {
-	ctx := c.Request().Context()
+func (s *Server) forward(c *echo.Context, route gateway.Route, stream, wantUsage bool, t gateway.Target, body []byte) error {
+	ctx, cancel := context.WithCancelCause(c.Request().Context())
+	defer cancel(errRelayDone)
+	r := &relay{s: s, c: c, t: t, ctx: ctx, cancel: cancel, idle: idleWatch{d: s.idleTimeout(), cancel: cancel}}
+	defer r.idle.stop()
 	up, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(t.Endpoint.BaseURL, "/")+route.Path(), bytes.NewReader(body))
 	if err != nil {
 		return newError(http.StatusInternalServerError, typeServer, "internal_error", "internal error")
@@ -88,16 +218,28 @@ func (s *Server) forward(c *echo.Context, route gateway.Route, stream, usage boo
 			up.Header.Set("Authorization", "Bearer "+key)
 		}
 	}
-	// llama-server closes the connection after every streamed response
-	// while announcing keep-alive; a pooled connection reused after that
-	// fails. Streams to it get a connection of their own.
-	if stream && t.Endpoint.Kind == engine.LlamaCPP {
+	// Some engines (llama-server) close the connection after every
+	// streamed response while announcing keep-alive; a pooled connection
+	// reused after that fails. Their streams get a connection of their own.
+	if stream && t.Habits.ClosesAfterStream {
 		up.Close = true
+	}
+	if stream {
+		// A stream's headers come before its first token: waiting for them
+		// is bounded like waiting for any later bytes. A non-streamed
+		// answer's headers come after the whole generation and keep the
+		// transport's ResponseHeaderTimeout (long generations are legit).
+		r.idle.arm()
 	}
 	resp, err := s.transport.RoundTrip(up)
 	if err != nil {
-		if ctx.Err() != nil {
+		if c.Request().Context().Err() != nil {
 			return nil // the client went away; nothing to answer
+		}
+		if context.Cause(ctx) == errEngineIdle {
+			s.metrics.relayTimeouts.WithLabelValues("engine_idle").Inc()
+			s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "idle").Inc()
+			return newError(http.StatusGatewayTimeout, typeEngine, "engine_timeout", "engine %s (%s) did not start answering within %s", t.Endpoint.ID, engine.DisplayName(t.Endpoint.Kind), r.idle.d)
 		}
 		s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "unreachable").Inc()
 		s.refreshInBackground()
@@ -106,26 +248,156 @@ func (s *Server) forward(c *echo.Context, route gateway.Route, stream, usage boo
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "status").Inc()
+		r.idle.arm() // an error body that never ends is bounded too
 		return engineError(t, resp)
 	}
-	w := c.Response()
-	ct := resp.Header.Get("Content-Type")
-	if stream && strings.HasPrefix(ct, "text/event-stream") {
-		return s.relaySSE(c, t, resp.Body, usage)
+	r.cw = newClientWriter(c, s.writeTimeout())
+	if stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return r.relaySSE(resp.Body, wantUsage)
 	}
-	w.Header().Set("Content-Type", ct)
+	return r.copyBody(resp)
+}
+
+// copyBody relays a non-streamed answer as it arrives, each wait for the
+// engine bounded by the idle timeout and each write by the write timeout.
+func (r *relay) copyBody(resp *http.Response) error {
+	w := r.c.Response()
+	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
 	w.WriteHeader(resp.StatusCode)
 	bp := relayBufs.Get().(*[]byte)
 	defer relayBufs.Put(bp)
-	// Echo's response writer hides http's ReadFrom, so io.Copy would
-	// allocate 32 KiB per request; the pooled buffer avoids that.
-	if _, err := io.CopyBuffer(w, resp.Body, *bp); err != nil && ctx.Err() == nil {
-		s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "broken").Inc()
-		s.log.Warn("engine response cut", "request_id", requestID(c), "engine", t.Endpoint.ID, "err", err.Error())
+	buf := *bp
+	for {
+		r.idle.arm()
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if werr := r.cw.write(buf[:n]); werr != nil {
+				return r.clientFailed(werr)
+			}
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, io.EOF) || r.c.Request().Context().Err() != nil {
+			return nil
+		}
+		kind := "broken"
+		if context.Cause(r.ctx) == errEngineIdle {
+			kind = "idle"
+			r.s.metrics.relayTimeouts.WithLabelValues("engine_idle").Inc()
+		}
+		r.s.metrics.upstreamErrs.WithLabelValues(r.t.Endpoint.ID, kind).Inc()
+		r.s.log.Warn("engine response cut", "request_id", requestID(r.c), "engine", r.t.Endpoint.ID, "err", err.Error())
 		panic(http.ErrAbortHandler) // the client sees a truncated response, not a silent success
 	}
+}
+
+// clientFailed ends the engine request after a write to the client
+// failed: the client went away, or stopped reading for the write timeout.
+func (r *relay) clientFailed(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		r.s.metrics.relayTimeouts.WithLabelValues("client_write").Inc()
+		r.s.log.Warn("client stopped reading; response cut", "request_id", requestID(r.c), "engine", r.t.Endpoint.ID, "after", r.cw.d.String())
+		r.cancel(errClientStalled)
+		return nil
+	}
+	r.cancel(errClientGone)
 	return nil
 }
+
+// drainWait and maxDrain bound the read of what an engine sends after
+// [DONE].
+const (
+	drainWait = 100 * time.Millisecond
+	maxDrain  = 64 << 10
+)
+
+// drain reads the end of the engine's body after [DONE] (normally only the
+// last chunk of its chunked encoding), briefly: a body closed before its
+// end closes the connection, and the next request would pay for a new one.
+func (r *relay) drain(body io.Reader) {
+	r.idle.stop()
+	t := time.AfterFunc(drainWait, func() { r.cancel(errRelayDone) })
+	defer t.Stop()
+	_, _ = io.CopyN(io.Discard, body, maxDrain)
+}
+
+// relaySSE relays an event stream: each event the engine sends is written
+// and flushed on its own the moment it is complete — never batched with
+// the next, never split — and nothing is added (PROXY_SPEC.md):
+//
+//   - a usage-only chunk ("choices":[] with usage) the client did not ask
+//     for is dropped;
+//   - a stream that breaks, stalls or ends before [DONE] gets an error
+//     event and then [DONE], so a client never mistakes a cut answer for
+//     a whole one.
+func (r *relay) relaySSE(body io.Reader, wantUsage bool) error {
+	w := r.c.Response()
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	// The headers go out at once: the client knows its request was
+	// accepted while the engine works on its first token.
+	if err := r.cw.flush(); err != nil {
+		return r.clientFailed(err)
+	}
+	r.s.metrics.activeStreams.Inc()
+	defer r.s.metrics.activeStreams.Dec()
+
+	st := sseState{keepUsage: wantUsage}
+	bp := relayBufs.Get().(*[]byte)
+	defer relayBufs.Put(bp)
+	buf := *bp
+	for {
+		r.idle.arm()
+		n, err := body.Read(buf)
+		st.push(buf[:n])
+		for {
+			ev, ok := st.next(errors.Is(err, io.EOF))
+			if !ok {
+				break
+			}
+			if werr := r.cw.send(ev); werr != nil {
+				return r.clientFailed(werr)
+			}
+			if st.done {
+				r.drain(body)
+				return nil
+			}
+		}
+		if err == nil {
+			continue
+		}
+		if r.c.Request().Context().Err() != nil {
+			return nil // the client went away; its context ended the engine request
+		}
+		kind, reason := "broken", "the engine ended the stream early"
+		switch {
+		case context.Cause(r.ctx) == errEngineIdle:
+			kind, reason = "idle", fmt.Sprintf("the engine sent nothing for %s; FLM ended the stream", r.idle.d)
+			r.s.metrics.relayTimeouts.WithLabelValues("engine_idle").Inc()
+		case !errors.Is(err, io.EOF):
+			reason = "the engine's stream broke: " + transportReason(err)
+		}
+		r.s.metrics.upstreamErrs.WithLabelValues(r.t.Endpoint.ID, kind).Inc()
+		// A half-received event is dropped: sending it would hand the client
+		// truncated JSON.
+		e := newError(http.StatusBadGateway, typeEngine, "stream_error", "%s", reason)
+		ev := append(append([]byte("data: "), e.body(requestID(r.c))...), "\n\n"...)
+		if r.cw.send(ev) == nil {
+			_ = r.cw.send(doneEvent)
+		}
+		return nil
+	}
+}
+
+var doneEvent = []byte("data: [DONE]\n\n")
+
+// relayBufs holds the read buffers of relays: SSE events are small, and a
+// thousand concurrent streams must not cost 32 KiB each.
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}
 
 func transportReason(err error) string {
 	msg := err.Error()
@@ -143,9 +415,14 @@ func transportReason(err error) string {
 // engineError normalises an engine's error answer into FLM's envelope.
 // Engines disagree on shape ({"error":{…}}, {"error":"…"}, {"object":
 // "error",…}, FastAPI's {"detail":…}, plain text); the user gets one.
+//
+// The engine's message is passed on without the addresses in it: engines
+// quote their own internal URLs (Ollama: `Post "http://127.0.0.1:38417/
+// completion": EOF`), and a key holder must not learn where FLM's engines
+// live.
 func engineError(t gateway.Target, resp *http.Response) *apiError {
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	msg := engineMessage(raw)
+	msg := engineMessage(raw, t.Endpoint.BaseURL)
 	name := engine.DisplayName(t.Endpoint.Kind)
 	status := resp.StatusCode
 	e := &apiError{Status: status, Message: name + ": " + msg}
@@ -157,11 +434,11 @@ func engineError(t gateway.Target, resp *http.Response) *apiError {
 		e.Message = name + " refused FLM's credentials; check the endpoint's --api-key-env variable"
 	case status == http.StatusNotFound:
 		e.Type, e.Code, e.Param = typeNotFound, "model_not_found", "model"
-	case status == http.StatusTooManyRequests:
-		e.Type, e.Code = typeRate, "engine_rate_limited"
-		e.Header = retryAfter(5)
-	case status == http.StatusServiceUnavailable:
-		e.Type, e.Code = typeEngine, "engine_unavailable"
+	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
+		// An engine's 429 is the engine being busy, not the client's
+		// budget: every 429 FLM sends is its own, with the X-RateLimit-*
+		// headers of the bucket that refused (PRODUCT.md §6).
+		e.Status, e.Type, e.Code = http.StatusServiceUnavailable, typeEngine, "engine_unavailable"
 		e.Header = retryAfter(5)
 	case status == http.StatusNotImplemented:
 		e.Type, e.Code = typeInvalid, "not_supported"
@@ -173,7 +450,7 @@ func engineError(t gateway.Target, resp *http.Response) *apiError {
 	return e
 }
 
-func engineMessage(raw []byte) string {
+func engineMessage(raw []byte, baseURL string) string {
 	var v struct {
 		Error   json.RawMessage `json:"error"`
 		Message string          `json:"message"`
@@ -199,6 +476,7 @@ func engineMessage(raw []byte) string {
 	if msg == "" {
 		msg = strings.TrimSpace(string(raw))
 	}
+	msg = redactAddrs(msg, baseURL)
 	if msg == "" {
 		msg = "no details"
 	}
@@ -206,255 +484,4 @@ func engineMessage(raw []byte) string {
 		msg = msg[:500] + "…"
 	}
 	return strings.ToValidUTF8(msg, "�")
-}
-
-// relaySSE copies an event stream as it arrives: every read is forwarded
-// and flushed at once (no batching), complete events only. Two things are
-// normalised on the way (PROXY_SPEC.md):
-//
-//   - a stream that ends without a usage chunk (engines that ignore
-//     stream_options.include_usage) gets one before [DONE], estimated from
-//     the content chunks and marked "flm_estimated";
-//   - a stream that breaks or ends before [DONE] gets an error event and
-//     then [DONE], so a client never mistakes a cut answer for a whole one.
-func (s *Server) relaySSE(c *echo.Context, t gateway.Target, body io.Reader, addUsage bool) error {
-	w := c.Response()
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	_ = rc.Flush()
-	s.metrics.activeStreams.Inc()
-	defer s.metrics.activeStreams.Dec()
-
-	st := sseState{addUsage: addUsage}
-	bp := relayBufs.Get().(*[]byte)
-	defer relayBufs.Put(bp)
-	buf := *bp
-	ctx := c.Request().Context()
-	for {
-		n, err := body.Read(buf)
-		if n > 0 {
-			if out := st.feed(buf[:n]); len(out) > 0 {
-				if _, werr := w.Write(out); werr != nil {
-					return nil // client gone; its context cancels the engine request
-				}
-				_ = rc.Flush()
-			}
-		}
-		if err == nil && !st.done {
-			continue
-		}
-		if errors.Is(err, io.EOF) && !st.done {
-			if out := st.finish(); len(out) > 0 {
-				_, _ = w.Write(out)
-				_ = rc.Flush()
-			}
-		}
-		if st.done || ctx.Err() != nil {
-			return nil
-		}
-		s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "broken").Inc()
-		reason := "the engine ended the stream early"
-		if !errors.Is(err, io.EOF) {
-			reason = "the engine's stream broke: " + transportReason(err)
-		}
-		// A half-received event is dropped: sending it would hand the client
-		// truncated JSON.
-		var out []byte
-		e := newError(http.StatusBadGateway, typeEngine, "stream_error", "%s", reason)
-		out = append(out, "data: "...)
-		out = append(out, e.body(requestID(c))...)
-		out = append(out, "\n\ndata: [DONE]\n\n"...)
-		_, _ = w.Write(out)
-		_ = rc.Flush()
-		return nil
-	}
-}
-
-var eventEnd = []byte("\n\n")
-
-// relayBufs holds the read buffers of streams: SSE events are small, and a
-// thousand concurrent streams must not cost 32 KiB each.
-var relayBufs = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}
-
-// maxPendingEvent bounds an event without a terminator; past it the bytes
-// are passed through as they are.
-const maxPendingEvent = 1 << 20
-
-// sseState follows an event stream's events (any of the line endings SSE
-// allows: LF, CRLF, CR).
-type sseState struct {
-	pending []byte // an incomplete event
-	last    []byte // the payload of the last data event
-	usage   bool   // a usage chunk was seen
-	chunks  int    // events that carried generated text
-	done    bool   // [DONE] was relayed
-	// addUsage: synthesise a usage chunk if the engine sends none.
-	addUsage bool
-}
-
-// nextEvent returns the length of the first complete event in b (its
-// lines and the blank line that ends it).
-func nextEvent(b []byte, atEOF bool) (int, bool) {
-	lineStart := 0
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c != '\n' && c != '\r' {
-			continue
-		}
-		end := i + 1
-		if c == '\r' {
-			if i+1 == len(b) && !atEOF {
-				return 0, false // a CR at the end may be the first half of CRLF
-			}
-			if i+1 < len(b) && b[i+1] == '\n' {
-				end = i + 2
-			}
-		}
-		if i == lineStart {
-			return end, true
-		}
-		lineStart = end
-		i = end - 1
-	}
-	return 0, false
-}
-
-// eventData joins the event's data lines ("data:" with an optional space).
-func eventData(ev []byte) ([]byte, bool) {
-	var data []byte
-	found := false
-	for len(ev) > 0 {
-		i := bytes.IndexAny(ev, "\r\n")
-		line := ev
-		if i >= 0 {
-			line, ev = ev[:i], ev[i+1:]
-		} else {
-			ev = nil
-		}
-		v, ok := bytes.CutPrefix(line, []byte("data:"))
-		if !ok {
-			continue
-		}
-		v, _ = bytes.CutPrefix(v, []byte(" "))
-		if found {
-			data = append(data, '\n')
-		}
-		data = append(data, v...)
-		found = true
-	}
-	return data, found
-}
-
-// feed takes bytes from the engine and returns what to send now: complete
-// events only.
-func (st *sseState) feed(in []byte) []byte { return st.process(in, false) }
-
-// finish handles the end of the engine's stream: a last event ended by a
-// lone CR is complete now.
-func (st *sseState) finish() []byte { return st.process(nil, true) }
-
-func (st *sseState) process(in []byte, atEOF bool) []byte {
-	st.pending = append(st.pending, in...)
-	var out []byte
-	for {
-		n, ok := nextEvent(st.pending, atEOF)
-		if !ok {
-			break
-		}
-		ev := st.pending[:n]
-		data, isData := eventData(ev)
-		if isData && string(bytes.TrimSpace(data)) == "[DONE]" {
-			if st.addUsage && !st.usage {
-				out = append(out, st.usageEvent()...)
-			}
-			st.done = true
-		} else if isData {
-			st.observe(data)
-		}
-		out = append(out, ev...)
-		st.pending = st.pending[n:]
-	}
-	if len(st.pending) > maxPendingEvent {
-		out = append(out, st.pending...)
-		st.pending = st.pending[:0]
-	}
-	if len(st.pending) == 0 {
-		st.pending = nil
-	}
-	return out
-}
-
-func (st *sseState) observe(payload []byte) {
-	if v, ok := jsonField(payload, "usage"); ok && v == '{' {
-		st.usage = true
-	}
-	if textStarts(payload, "content") || textStarts(payload, "text") {
-		st.chunks++
-	}
-	st.last = append(st.last[:0], payload...)
-}
-
-// jsonField finds "name" followed by a colon and returns the first byte of
-// its value (whitespace allowed around the colon).
-func jsonField(payload []byte, name string) (byte, bool) {
-	key := `"` + name + `"`
-	for off := 0; ; {
-		i := bytes.Index(payload[off:], []byte(key))
-		if i < 0 {
-			return 0, false
-		}
-		j := skipWS(payload, off+i+len(key))
-		if j < len(payload) && payload[j] == ':' {
-			j = skipWS(payload, j+1)
-			if j < len(payload) {
-				return payload[j], true
-			}
-			return 0, false
-		}
-		off += i + len(key)
-	}
-}
-
-func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// textStarts reports a non-empty string value of field.
-func textStarts(payload []byte, field string) bool {
-	key := `"` + field + `"`
-	i := bytes.Index(payload, []byte(key))
-	if i < 0 {
-		return false
-	}
-	j := skipWS(payload, i+len(key))
-	if j >= len(payload) || payload[j] != ':' {
-		return false
-	}
-	j = skipWS(payload, j+1)
-	return j+1 < len(payload) && payload[j] == '"' && payload[j+1] != '"'
-}
-
-// usageEvent builds the estimated usage chunk from the last event's id,
-// object, created and model.
-func (st *sseState) usageEvent() []byte {
-	var last struct {
-		ID      string `json:"id"`
-		Object  string `json:"object"`
-		Created int64  `json:"created"`
-		Model   string `json:"model"`
-	}
-	_ = json.Unmarshal(st.last, &last)
-	ev := map[string]any{
-		"id": last.ID, "object": last.Object, "created": last.Created, "model": last.Model, "choices": []any{},
-		"usage": map[string]any{"prompt_tokens": 0, "completion_tokens": st.chunks, "total_tokens": st.chunks, "flm_estimated": true},
-	}
-	b, _ := json.Marshal(ev)
-	return append(append([]byte("data: "), b...), eventEnd...)
 }

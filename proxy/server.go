@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +54,8 @@ type Options struct {
 	TLS *tls.Config
 	// BodyLimit caps request bodies (bytes); 0 = 10 MiB.
 	BodyLimit int64
-	// RefreshEvery re-reads keys and policy; 0 = 10 s.
+	// RefreshEvery re-reads keys and policy; 0 = 10 s (policy changes
+	// apply within 30 s by themselves, PRODUCT.md §6).
 	RefreshEvery time.Duration
 	// DetectEvery re-detects engines; 0 = 15 s.
 	DetectEvery time.Duration
@@ -66,6 +70,11 @@ type Options struct {
 	AuditEvery time.Duration
 	// InstanceID is sent in the X-Flm-Instance header of /health.
 	InstanceID string
+	// ControlToken, when set, opens the control channel
+	// (proxyctl.ControlHandler) on 127.0.0.1 at a random port
+	// (ControlAddr): requests carrying this token make the proxy reload
+	// at once and answer what it applied. Never log it.
+	ControlToken string
 	// StreamWriteTimeout bounds each write (and flush) of a response to
 	// the client: a client that stops reading is cut off and the engine
 	// request ends. 0 = 60 s (setting proxy.stream_write_timeout_s).
@@ -81,9 +90,12 @@ const DefaultBodyLimit = 10 << 20
 
 // snapshot is what the hot path reads: immutable, swapped whole.
 type snapshot struct {
-	keys    *gateway.KeyRing
-	policy  *policy.Compiled
-	catalog *gateway.Catalog
+	gen       uint64 // grows with every stored snapshot
+	keys      *gateway.KeyRing
+	policy    *policy.Compiled
+	policySum string // SHA-256 of the policy's normalized document
+	catalog   *gateway.Catalog
+	engines   int // running engines in catalog
 }
 
 // Server is a running (or runnable) FLM proxy.
@@ -98,13 +110,20 @@ type Server struct {
 	ipLimit   *gateway.Limiter
 	transport http.RoundTripper
 
-	snapMu      sync.Mutex // serialises snapshot writers: no update is lost
-	refreshMu   sync.Mutex // one engine detection at a time
+	snapMu sync.Mutex // serialises snapshot writers: no update is lost
+	// secMu makes a key and policy refresh one step, from its reads to
+	// its store: a slow periodic read that saw an older state can never
+	// land after a reload that read a newer one.
+	secMu sync.Mutex
+	// refreshMu is the same for engines: one detection at a time, read
+	// to store.
+	refreshMu   sync.Mutex
 	lastRefresh atomic.Int64
 
-	servers []*http.Server
-	cancel  context.CancelFunc
-	done    sync.WaitGroup
+	servers     []*http.Server
+	controlAddr string
+	cancel      context.CancelFunc
+	done        sync.WaitGroup
 }
 
 // New builds a Server; it loads keys, policy and engines once, so a Server
@@ -147,7 +166,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if s.transport == nil {
 		s.transport = newTransport()
 	}
-	s.snap.Store(&snapshot{keys: gateway.NewKeyRing(nil), policy: policy.Default().Compile(), catalog: gateway.NewCatalog(nil, nil, nil)})
+	s.snap.Store(&snapshot{keys: gateway.NewKeyRing(nil), policy: policy.Default().Compile(), policySum: policySum(policy.Default()), catalog: gateway.NewCatalog(nil, nil, nil)})
 	if err := s.Reload(ctx); err != nil {
 		return nil, err
 	}
@@ -174,28 +193,77 @@ func newTransport() *http.Transport {
 	}
 }
 
-// Reload re-reads keys, policy and engines now. A failure keeps the
-// previous snapshot's parts that could not be read.
+// Reload re-reads keys, policy and engines now and returns once they are
+// in force. A part that cannot be read keeps its previous value (and is
+// reported); the others are still applied.
 func (s *Server) Reload(ctx context.Context) error {
-	if err := s.refreshSecurity(ctx); err != nil {
-		return err
-	}
-	return s.refreshEngines(ctx)
+	_, err := s.apply(ctx, proxyctl.ReloadAll)
+	return err
 }
 
-func (s *Server) refreshSecurity(ctx context.Context) error {
-	recs, err := s.opts.Source.Keys(ctx)
-	if err != nil {
-		return fmt.Errorf("load api keys: %w", err)
+// apply is the control channel's reload: when it returns, requests are
+// judged by what the Source held when it was called.
+func (s *Server) apply(ctx context.Context, parts proxyctl.Parts) (proxyctl.Applied, error) {
+	err := s.refreshSecurity(ctx)
+	if parts == proxyctl.ReloadAll {
+		err = errors.Join(err, s.refreshEngines(ctx))
 	}
-	pol, err := s.opts.Source.Policy(ctx)
-	if err != nil {
-		return fmt.Errorf("load policy: %w", err)
-	}
-	keys, compiled := gateway.NewKeyRing(recs), pol.Compile()
+	snap := s.snap.Load()
+	return proxyctl.Applied{
+		Generation: snap.gen, AppliedAt: time.Now().UTC().Truncate(time.Millisecond), Parts: parts,
+		ActiveKeys: snap.keys.Active(), PolicySHA256: snap.policySum, Engines: snap.engines, Models: len(snap.catalog.Models()),
+	}, err
+}
+
+// update stores a new snapshot made from the current one.
+func (s *Server) update(change func(*snapshot)) {
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
-	s.snap.Store(&snapshot{keys: keys, policy: compiled, catalog: s.snap.Load().catalog})
+	next := *s.snap.Load()
+	change(&next)
+	next.gen++
+	s.snap.Store(&next)
+}
+
+func policySum(p policy.Policy) string {
+	sum := sha256.Sum256(p.Document())
+	return hex.EncodeToString(sum[:])
+}
+
+// refreshSecurity re-reads keys and policy. They refresh independently: a
+// policy that cannot be read must not stop revocations from reaching the
+// proxy, and each keeps its last good value.
+func (s *Server) refreshSecurity(ctx context.Context) error {
+	s.secMu.Lock()
+	defer s.secMu.Unlock()
+	recs, kerr := s.opts.Source.Keys(ctx)
+	pol, perr := s.opts.Source.Policy(ctx)
+	if kerr != nil && perr != nil {
+		return errors.Join(fmt.Errorf("load api keys: %w", kerr), fmt.Errorf("load policy: %w", perr))
+	}
+	var keys *gateway.KeyRing
+	if kerr == nil {
+		keys = gateway.NewKeyRing(recs)
+	}
+	var compiled *policy.Compiled
+	var sum string
+	if perr == nil {
+		compiled, sum = pol.Compile(), policySum(pol)
+	}
+	s.update(func(n *snapshot) {
+		if keys != nil {
+			n.keys = keys
+		}
+		if compiled != nil {
+			n.policy, n.policySum = compiled, sum
+		}
+	})
+	switch {
+	case kerr != nil:
+		return fmt.Errorf("load api keys: %w", kerr)
+	case perr != nil:
+		return fmt.Errorf("load policy: %w", perr)
+	}
 	return nil
 }
 
@@ -211,10 +279,13 @@ func (s *Server) refreshEnginesLocked(ctx context.Context) error {
 		return fmt.Errorf("detect engines: %w", err)
 	}
 	cat := gateway.NewCatalog(eps, states, models)
-	s.snapMu.Lock()
-	old := s.snap.Load()
-	s.snap.Store(&snapshot{keys: old.keys, policy: old.policy, catalog: cat})
-	s.snapMu.Unlock()
+	running := 0
+	for _, st := range states {
+		if engine.Running(st.Status.State) {
+			running++
+		}
+	}
+	s.update(func(n *snapshot) { n.catalog, n.engines = cat, running })
 	s.lastRefresh.Store(time.Now().UnixNano())
 	return nil
 }
@@ -253,10 +324,21 @@ func (s *Server) refreshInBackground() {
 		defer s.refreshMu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := s.refreshEnginesLocked(ctx); err != nil {
-			s.log.Warn("engine refresh failed", "err", err.Error())
+		s.safely("engine refresh failed", func() error { return s.refreshEnginesLocked(ctx) })
+	}()
+}
+
+// safely runs a background refresh: its error is logged, and a panic (a
+// driver's, during re-detection) is logged instead of ending the proxy.
+func (s *Server) safely(what string, f func() error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error(what, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 		}
 	}()
+	if err := f(); err != nil {
+		s.log.Warn(what, "err", err.Error())
+	}
 }
 
 // Handler is the proxy's whole HTTP handler (tests mount it on httptest).
@@ -324,11 +406,48 @@ func (s *Server) Serve(lns []net.Listener) error {
 		s.servers = []*http.Server{srv}
 		s.goServe(func() error { return srv.Serve(lns[0]) })
 	}
+	if err := s.serveControl(); err != nil {
+		cancel()
+		for _, srv := range s.servers {
+			_ = srv.Close()
+		}
+		return err
+	}
 	s.done.Add(2)
 	go func() { defer s.done.Done(); s.loop(ctx) }()
 	go func() { defer s.done.Done(); s.audit.run(ctx, s.opts.AuditEvery) }()
 	return nil
 }
+
+// serveControl opens the control channel when a token is set. It listens on
+// loopback only, apart from the public listeners, so neither the IP
+// allowlist nor the LAN is involved.
+func (s *Server) serveControl() error {
+	if s.opts.ControlToken == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		if ln, err = net.Listen("tcp", "[::1]:0"); err != nil {
+			return flmerr.Wrap(err, flmerr.ProxyPortInUse, "open the control channel on loopback")
+		}
+	}
+	srv := &http.Server{
+		Handler:           proxyctl.ControlHandler(s.opts.ControlToken, s.apply),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    8 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.controlAddr = ln.Addr().String()
+	s.servers = append(s.servers, srv)
+	s.goServe(func() error { return srv.Serve(ln) })
+	return nil
+}
+
+// ControlAddr is the control channel's address ("" without a token or
+// before Serve).
+func (s *Server) ControlAddr() string { return s.controlAddr }
 
 func (s *Server) goServe(f func() error) {
 	s.done.Add(1)
@@ -350,13 +469,9 @@ func (s *Server) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-sec.C:
-			if err := s.refreshSecurity(ctx); err != nil {
-				s.log.Warn("refresh keys and policy", "err", err.Error())
-			}
+			s.safely("refresh keys and policy", func() error { return s.refreshSecurity(ctx) })
 		case <-eng.C:
-			if err := s.refreshEngines(ctx); err != nil {
-				s.log.Warn("refresh engines", "err", err.Error())
-			}
+			s.safely("refresh engines", func() error { return s.refreshEngines(ctx) })
 		}
 	}
 }

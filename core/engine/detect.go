@@ -129,10 +129,16 @@ func (d *Detector) Detect(ctx context.Context, opts DetectOptions) ([]State, err
 		return nil, fmt.Errorf("record detection: %w", err)
 	}
 	var out []State
-	for _, r := range results {
-		if r.Present {
-			out = append(out, r.State)
+	for i, r := range results {
+		if !r.Present {
+			continue
 		}
+		// Habits come from the driver, also for a cached state: the cache
+		// does not hold them (State.Habits is not serialised).
+		if drv, ok := d.Drivers[eps[i].Kind]; ok {
+			r.State.Habits = drv.Habits()
+		}
+		out = append(out, r.State)
 	}
 	slices.SortFunc(out, func(a, b State) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil

@@ -48,6 +48,10 @@ type Observation struct {
 // bodies, and are safe for concurrent use.
 type Driver interface {
 	Kind() Kind
+	// Habits declares what this kind of engine does differently on the
+	// wire. It is data about the engine's current releases, not about one
+	// instance: it never probes and never changes.
+	Habits() Habits
 	// Probe fingerprints and times the engine at ep. It never returns an
 	// error: every failure is an Outcome.
 	Probe(ctx context.Context, ep Endpoint) Observation

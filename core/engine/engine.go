@@ -94,6 +94,11 @@ type State struct {
 	Version      string       `json:"version"`
 	Status       Status       `json:"status"`
 	Capabilities Capabilities `json:"capabilities"`
+	// Habits are the driver's declared habits, filled by the Detector on
+	// every run (cached states included). They are code, not a
+	// detection: they are neither printed (EngineState is PRODUCT.md's
+	// contract) nor cached, so an upgraded driver's habits apply at once.
+	Habits Habits `json:"-"`
 }
 
 // Model is one model of one engine (ModelInfo in PRODUCT.md §5).

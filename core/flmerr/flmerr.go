@@ -32,6 +32,10 @@ const (
 	APIKeyNotFound     Code = "API_KEY_NOT_FOUND"
 	InvalidArgument    Code = "INVALID_ARGUMENT"
 	DBReadOnly         Code = "DB_READ_ONLY"
+	// DBKeyUnavailable: security.db's encryption key cannot be had (not in
+	// the keychain, keychain locked or absent, a key that does not decrypt
+	// the file). The user fixes it: unlock, import-db-key, or restore.
+	DBKeyUnavailable Code = "DB_KEY_UNAVAILABLE"
 
 	DBError         Code = "DB_ERROR"
 	MigrationFailed Code = "MIGRATION_FAILED"

@@ -29,7 +29,7 @@ func TestCodeOfAndUserError(t *testing.T) {
 	if !Is(New(PolicyInvalid, "x"), PolicyInvalid) {
 		t.Fatal("Is(PolicyInvalid) = false")
 	}
-	for _, c := range []Code{EngineNotFound, PolicyInvalid, ConfigNotSet, APIKeyNotFound, InvalidArgument, DBReadOnly, ProxyPortInUse} {
+	for _, c := range []Code{EngineNotFound, PolicyInvalid, ConfigNotSet, APIKeyNotFound, InvalidArgument, DBReadOnly, DBKeyUnavailable, ProxyPortInUse} {
 		if !c.UserError() {
 			t.Errorf("%s must be a user error (exit 1)", c)
 		}

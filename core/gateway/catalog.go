@@ -24,11 +24,13 @@ type Target struct {
 type Catalog struct {
 	endpoints map[string]engine.Endpoint
 	running   map[string]bool
+	habits    map[string]engine.Habits // by engine id, from its state
 	models    []engine.Model
 	byID      map[string]engine.Model
 	byName    map[string][]string // bare name → flm ids, sorted
-	// aliases maps a shorter id to a model's id: Ollama serves "llama3"
-	// as "llama3:latest", and so does FLM.
+	// aliases maps a shorter id to a model's id: an engine with
+	// Habits.LatestTagAlias (Ollama) serves "llama3" as "llama3:latest",
+	// and so does FLM.
 	aliases map[string]string
 }
 
@@ -36,7 +38,7 @@ type Catalog struct {
 // running ones.
 func NewCatalog(endpoints []engine.Endpoint, states []engine.State, models []engine.Model) *Catalog {
 	c := &Catalog{
-		endpoints: map[string]engine.Endpoint{}, running: map[string]bool{},
+		endpoints: map[string]engine.Endpoint{}, running: map[string]bool{}, habits: map[string]engine.Habits{},
 		byID: map[string]engine.Model{}, byName: map[string][]string{}, aliases: map[string]string{},
 	}
 	for _, ep := range endpoints {
@@ -44,6 +46,7 @@ func NewCatalog(endpoints []engine.Endpoint, states []engine.State, models []eng
 	}
 	for _, st := range states {
 		c.running[st.ID] = engine.Running(st.Status.State)
+		c.habits[st.ID] = st.Habits
 	}
 	for _, m := range models {
 		if !c.running[m.EngineID] {
@@ -57,7 +60,7 @@ func NewCatalog(endpoints []engine.Endpoint, states []engine.State, models []eng
 		c.byName[m.Name] = append(c.byName[m.Name], m.ID)
 	}
 	for _, m := range c.models {
-		if short, ok := strings.CutSuffix(m.Name, ":latest"); ok && m.EngineKind == engine.Ollama && short != "" {
+		if short, ok := strings.CutSuffix(m.Name, ":latest"); ok && short != "" && c.habits[m.EngineID].LatestTagAlias {
 			id := engine.ModelID(m.EngineID, short)
 			if _, taken := c.byID[id]; !taken {
 				c.aliases[id] = m.ID
@@ -94,7 +97,7 @@ func (c *Catalog) Resolve(model string) (Target, error) {
 			return Target{}, &Error{Kind: ModelNotFound, Param: "model", Code: "model_not_found", Message: fmt.Sprintf("no engine with id %s", quote(engineID))}
 		}
 		if !c.running[engineID] {
-			return Target{}, &Error{Kind: EngineUnavailable, Code: "engine_unavailable", Message: fmt.Sprintf("engine %s (%s at %s) is not running", engineID, engine.DisplayName(ep.Kind), ep.BaseURL)}
+			return Target{}, &Error{Kind: EngineUnavailable, Code: "engine_unavailable", Message: fmt.Sprintf("engine %s (%s) is not running", engineID, engine.DisplayName(ep.Kind))}
 		}
 		if full, ok := c.aliases[model]; ok {
 			model = full
@@ -103,7 +106,7 @@ func (c *Catalog) Resolve(model string) (Target, error) {
 		if !ok {
 			return Target{}, &Error{Kind: ModelNotFound, Param: "model", Code: "model_not_found", Message: fmt.Sprintf("engine %s has no model %s", engineID, quote(name))}
 		}
-		return Target{Endpoint: ep, Model: m.UpstreamName(), ID: model}, nil
+		return Target{Endpoint: ep, Model: m.UpstreamName(), ID: model, Habits: c.habits[engineID]}, nil
 	}
 	ids := c.byName[model]
 	switch len(ids) {
@@ -111,7 +114,7 @@ func (c *Catalog) Resolve(model string) (Target, error) {
 		return Target{}, &Error{Kind: ModelNotFound, Param: "model", Code: "model_not_found", Message: fmt.Sprintf("no running engine serves model %s; GET /v1/models lists the available ones", quote(model))}
 	case 1:
 		m := c.byID[ids[0]]
-		return Target{Endpoint: c.endpoints[m.EngineID], Model: m.UpstreamName(), ID: m.ID}, nil
+		return Target{Endpoint: c.endpoints[m.EngineID], Model: m.UpstreamName(), ID: m.ID, Habits: c.habits[m.EngineID]}, nil
 	}
 	return Target{}, &Error{
 		Kind: Ambiguous, Param: "model", Code: "ambiguous_model", Candidates: slices.Clone(ids),

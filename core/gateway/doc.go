@@ -8,5 +8,10 @@
 // whole when the proxy refreshes them.
 //
 // Security: a KeyRing holds hashes only. Errors never echo a key,
-// Authorization header or prompt text.
+// Authorization header or prompt text, and name engines by id and kind,
+// never by URL (key holders may be remote devices). A request whose keys
+// an engine could read differently from FLM (a case variant of a field
+// FLM routes on, as Go's encoding/json matches keys case-insensitively)
+// is refused. Engine differences come from engine.Habits, declared by
+// the drivers: nothing here switches on an engine's kind.
 package gateway

@@ -93,21 +93,26 @@ func catalog() *Catalog {
 		{ID: "lmstudio", Kind: engine.LMStudio, BaseURL: "http://127.0.0.1:1234"},
 	}
 	states := []engine.State{
-		{ID: "ollama", Status: engine.Status{State: engine.RunningHealthy}},
-		{ID: "llamacpp", Status: engine.Status{State: engine.RunningDegraded}},
-		{ID: "vllm", Status: engine.Status{State: engine.ErrorNetwork}},
+		{ID: "ollama", Status: engine.Status{State: engine.RunningHealthy}, Habits: engine.Habits{LatestTagAlias: true, HonoursIncludeUsage: true}},
+		{ID: "llamacpp", Status: engine.Status{State: engine.RunningDegraded}, Habits: engine.Habits{ClosesAfterStream: true}},
+		{ID: "vllm", Status: engine.Status{State: engine.ErrorNetwork}, Habits: engine.Habits{MultipleChoices: true}},
 	}
 	m := func(e, n string) engine.Model {
 		return engine.Model{ID: engine.ModelID(e, n), EngineID: e, Name: n}
 	}
-	ollama := func(n string) engine.Model { x := m("ollama", n); x.EngineKind = engine.Ollama; return x }
-	return NewCatalog(eps, states, []engine.Model{ollama("llama3:latest"), m("ollama", "shared"), m("llamacpp", "org/model:Q4"), m("llamacpp", "shared"), m("vllm", "down-model")})
+	return NewCatalog(eps, states, []engine.Model{m("ollama", "llama3:latest"), m("ollama", "shared"), m("llamacpp", "org/model:Q4"), m("llamacpp", "shared"), m("vllm", "down-model")})
 }
 
 func TestCatalogResolve(t *testing.T) {
 	c := catalog()
 	if len(c.Models()) != 4 {
 		t.Fatalf("models of running engines = %v", c.Models())
+	}
+	if tg, _ := c.Resolve("org/model:Q4"); !tg.Habits.ClosesAfterStream || tg.Habits.LatestTagAlias {
+		t.Fatalf("target habits = %+v, want llamacpp's", tg.Habits)
+	}
+	if tg, _ := c.Resolve("flm://ollama/llama3"); !tg.Habits.LatestTagAlias || !tg.Habits.HonoursIncludeUsage {
+		t.Fatalf("target habits = %+v, want ollama's", tg.Habits)
 	}
 	for in, want := range map[string]string{
 		"flm://llamacpp/org/model:Q4": "llamacpp org/model:Q4",
@@ -181,6 +186,8 @@ func TestParseRequest(t *testing.T) {
 		{Completions, `{"model":"m","prompt":5}`, "prompt"},
 		{Embeddings, `{"model":"m","input":[]}`, "input"},
 		{Embeddings, `{"model":"m","input":"x","stream":true}`, "stream"},
+		{Chat, `{"model":"m","Model":"x","messages":[{"role":"user"}]}`, "Model"},
+		{Chat, `{"model":"m","messages":[{"role":"user"}],"stream_options":"x"}`, "stream_options"},
 	}
 	for _, b := range bad {
 		_, err := ParseRequest(b.route, []byte(b.body))
@@ -198,59 +205,40 @@ func paramOf(e *Error) string {
 	return e.Param
 }
 
-func TestRewrite(t *testing.T) {
-	c := catalog()
-	tg, _ := c.Resolve("flm://llamacpp/org/model:Q4")
-	r, _ := ParseRequest(Chat, []byte(`{"model":"flm://llamacpp/org/model:Q4","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"x":1},"x_extra":[1]}`))
-	out, err := r.Rewrite(tg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got map[string]any
-	_ = json.Unmarshal(out, &got)
-	so, _ := got["stream_options"].(map[string]any)
-	if got["model"] != "org/model:Q4" || so["include_usage"] != true || so["x"] != float64(1) || got["x_extra"] == nil || !r.WantsUsage() {
-		t.Fatalf("rewrite = %s", out)
-	}
-	// A client that said no to usage keeps its choice.
-	r, _ = ParseRequest(Chat, []byte(`{"model":"m","messages":[{"role":"user"}],"stream":true,"stream_options":{"include_usage":false}}`))
-	out, _ = r.Rewrite(tg)
-	if !strings.Contains(string(out), `"stream_options":{"include_usage":false}`) || r.WantsUsage() {
-		t.Fatalf("explicit include_usage false: %s", out)
-	}
-	r, _ = ParseRequest(Chat, []byte(`{"model":"llama3:latest","messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}`))
-	tg, _ = c.Resolve("llama3:latest")
-	out, _ = r.Rewrite(tg)
-	if strings.Contains(string(out), "stream_options") {
-		t.Fatalf("stream_options kept on a non-stream request: %s", out)
-	}
-	r, _ = ParseRequest(Chat, []byte(`{"model":"llama3:latest","messages":[{"role":"user","content":"hi"}],"n":2}`))
-	var ge *Error
-	if _, err := r.Rewrite(tg); !errors.As(err, &ge) || ge.Kind != Unsupported || ge.Param != "n" {
-		t.Fatalf("n=2 on Ollama = %v", err)
-	}
-	tg.Endpoint.Kind = engine.VLLM
-	if _, err := r.Rewrite(tg); err != nil {
-		t.Fatalf("n=2 on vLLM = %v", err)
-	}
-}
-
 func FuzzParseRequest(f *testing.F) {
-	for _, s := range []string{`{"model":"m","messages":[{"role":"user","content":"x"}]}`, `{}`, `[]`, `{"model":"flm://a/b","input":"x"}`} {
+	for _, s := range []string{`{"model":"m","messages":[{"role":"user","content":"x"}]}`, `{}`, `[]`, `{"model":"flm://a/b","input":"x"}`,
+		`{"model":"flm://off/y","prompt":"x"}`, `{"model":"flm://gpu/m","messages":[{"role":"user"}],"n":2}`, `{"model":"m","input":"x"}`} {
 		f.Add(s)
 	}
-	c := catalog()
+	c, eps := secretCatalog()
+	// No error reveals an engine's address, unless the client typed it.
+	leaks := func(t *testing.T, body string, err error) {
+		var ge *Error
+		if !errors.As(err, &ge) {
+			return
+		}
+		for _, ep := range eps {
+			host := strings.TrimPrefix(strings.TrimPrefix(ep.BaseURL, "http://"), "https://")
+			host, _, _ = strings.Cut(host, "/")
+			if !strings.Contains(body, host) && strings.Contains(ge.Message+ge.Param+strings.Join(ge.Candidates, ""), host) {
+				t.Fatalf("error reveals %s: %s", host, ge.Message)
+			}
+		}
+	}
 	f.Fuzz(func(t *testing.T, body string) {
 		for _, route := range []Route{Chat, Completions, Embeddings} {
 			r, err := ParseRequest(route, []byte(body))
 			if err != nil {
+				leaks(t, body, err)
 				continue
 			}
 			tg, err := c.Resolve(r.Model)
 			if err != nil {
+				leaks(t, body, err)
 				continue
 			}
 			out, err := r.Rewrite(tg)
+			leaks(t, body, err)
 			if err == nil && !json.Valid(out) {
 				t.Fatalf("rewrite produced invalid JSON: %s", out)
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/unjuno/flm/core/engine"
@@ -39,6 +40,10 @@ type Request struct {
 	Stream bool
 	body   []byte
 	fields []member
+	// n is the client's "n" (0 when absent or null).
+	n int
+	// includeUsage: stream_options.include_usage is true.
+	includeUsage bool
 }
 
 func (r *Request) field(name string) ([]byte, bool) {
@@ -50,10 +55,47 @@ func (r *Request) field(name string) ([]byte, bool) {
 	return nil, false
 }
 
+// routedKeys are the top-level members FLM reads; ParseRequest refuses
+// their case variants (see foldsTo).
+var routedKeys = []string{"model", "stream", "stream_options", "n", "messages", "prompt", "input"}
+
+// foldsTo returns the name among names that key matches the way Go's
+// encoding/json matches object keys to struct fields, when key is not
+// byte-for-byte that name; "" otherwise. encoding/json falls back to a
+// case-insensitive match with Unicode simple folding: "MODEL" and "Model"
+// are "model", and since the long s U+017F folds to s and the Kelvin sign
+// U+212A to k, "ſtream" is "stream".
+//
+// Why: an engine written in Go (Ollama) decodes requests with
+// encoding/json, so {"model":"a","MODEL":"b"} is routed by FLM to a's
+// engine, and the engine serves b. Refusing such keys keeps FLM's view of
+// the fields it routes and authorises on identical to the engine's.
+func foldsTo(key string, names []string) string {
+	for _, n := range names {
+		// An ASCII first byte folds only to its own case pair, and every
+		// name starts with a lower-case ASCII letter: a cheap filter that
+		// keeps the common keys (temperature, max_tokens …) off EqualFold.
+		if key != "" && key[0] < utf8.RuneSelf && key[0]|0x20 != n[0] {
+			continue
+		}
+		if key != n && strings.EqualFold(key, n) {
+			return n
+		}
+	}
+	return ""
+}
+
+func caseVariant(param, key, name string) *Error {
+	return invalid(param, "the key %s differs from %s only in case, and engines that ignore case would read it; spell it exactly %s",
+		quote(key), quote(name), quote(name))
+}
+
 // ParseRequest validates an OpenAI request body for route: one UTF-8 JSON
 // object without duplicate keys, with a string "model", the route's
 // required input ("messages" with a role per message, "prompt", "input")
-// and well-typed "stream" and "n". Other fields are not looked at.
+// and well-typed "stream", "n" and "stream_options". Keys that differ
+// from one of those only in case are refused (see foldsTo). Other fields
+// are not looked at.
 func ParseRequest(route Route, body []byte) (*Request, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, invalid("", "the request body is empty; send a JSON object")
@@ -71,6 +113,11 @@ func ParseRequest(route Route, body []byte) (*Request, error) {
 	}
 	if dup := duplicate(fields); dup != "" {
 		return nil, invalid(dup, "the key %s appears twice", quote(dup))
+	}
+	for _, m := range fields {
+		if name := foldsTo(m.key, routedKeys); name != "" {
+			return nil, caseVariant(m.key, m.key, name)
+		}
 	}
 	r := &Request{Route: route, body: body, fields: fields}
 	raw, ok := r.field("model")
@@ -90,10 +137,12 @@ func ParseRequest(route Route, body []byte) (*Request, error) {
 		}
 	}
 	if raw, ok := r.field("n"); ok && !isNull(raw) {
-		var n int
-		if json.Unmarshal(raw, &n) != nil || n < 1 || n > 128 {
+		if json.Unmarshal(raw, &r.n) != nil || r.n < 1 || r.n > 128 {
 			return nil, invalid("n", `"n" must be an integer between 1 and 128`)
 		}
+	}
+	if err := r.checkStreamOptions(); err != nil {
+		return nil, err
 	}
 	switch route {
 	case Chat:
@@ -129,14 +178,62 @@ func (r *Request) checkMessages() error {
 	var ms []member
 	for i, el := range els {
 		ms, _ = members(raw[el[0]:el[1]], 0, ms[:0])
-		role := ""
+		role, roles := "", 0
 		for _, m := range ms {
 			if m.key == "role" {
 				role, _ = stringValue(raw[el[0]+m.vStart : el[0]+m.vEnd])
+				roles++
+			} else if name := foldsTo(m.key, messageKeys); name != "" {
+				return caseVariant(fmt.Sprintf("messages[%d].%s", i, m.key), m.key, name)
 			}
+		}
+		if roles > 1 {
+			return invalid(fmt.Sprintf("messages[%d].role", i), `the key "role" appears twice`)
 		}
 		if role == "" {
 			return invalid(fmt.Sprintf("messages[%d].role", i), `every message needs a "role" string`)
+		}
+	}
+	return nil
+}
+
+// messageKeys are the members of a message FLM reads.
+var messageKeys = []string{"role"}
+
+// streamOptionKeys are the members of stream_options FLM reads.
+var streamOptionKeys = []string{"include_usage"}
+
+// checkStreamOptions: null, or an object whose include_usage, if set, is
+// a boolean or null. It is checked even when the request does not stream
+// (and stream_options is then dropped): a malformed request is refused
+// whatever FLM forwards of it.
+func (r *Request) checkStreamOptions() error {
+	raw, ok := r.field("stream_options")
+	if !ok || isNull(raw) {
+		return nil
+	}
+	ms, err := members(raw, 0, nil)
+	if err != nil {
+		return invalid("stream_options", `"stream_options" must be an object`)
+	}
+	seen := false
+	for _, m := range ms {
+		if name := foldsTo(m.key, streamOptionKeys); name != "" {
+			return caseVariant("stream_options."+m.key, m.key, name)
+		}
+		if m.key != "include_usage" {
+			continue
+		}
+		if seen {
+			return invalid("stream_options.include_usage", `the key "include_usage" appears twice`)
+		}
+		seen = true
+		switch string(raw[m.vStart:m.vEnd]) {
+		case "true":
+			r.includeUsage = true
+		case "false", "null":
+		default:
+			return invalid("stream_options.include_usage", `"stream_options.include_usage" must be true or false`)
 		}
 	}
 	return nil
@@ -159,91 +256,43 @@ func jsonErr(err error) string {
 // rules). Every member is copied as the client wrote it, except:
 //
 //   - "model" becomes the engine's own model name;
-//   - streams ask for usage (stream_options.include_usage) unless the
-//     client set include_usage itself, so every stream ends with a usage
-//     chunk; "stream_options" without "stream" is dropped (vLLM refuses
-//     it);
-//   - "n" > 1 is refused with unsupported_parameter except on vLLM: the
-//     others would silently return one choice.
+//   - "stream_options" is dropped unless "stream" is true (vLLM refuses it
+//     on a request that does not stream); FLM never adds include_usage:
+//     a stream ends with a usage chunk only when its client asked;
+//   - "n" > 1 is refused with unsupported_parameter unless the engine
+//     declares Habits.MultipleChoices: the others would silently return
+//     one choice.
 func (r *Request) Rewrite(t Target) ([]byte, error) {
-	if raw, ok := r.field("n"); ok && !isNull(raw) && string(raw) != "1" && t.Endpoint.Kind != engine.VLLM {
+	if r.n > 1 && !t.Habits.MultipleChoices {
 		return nil, &Error{Kind: Unsupported, Param: "n", Code: "unsupported_parameter",
 			Message: fmt.Sprintf(`%s does not support "n" > 1; send one request per choice`, engine.DisplayName(t.Endpoint.Kind))}
 	}
-	wantUsage := r.Stream && r.Route != Embeddings
-	out := make([]byte, 0, len(r.body)+64)
+	out := make([]byte, 0, len(r.body)+16)
 	out = append(out, '{')
-	sep := func() {
-		if len(out) > 1 {
-			out = append(out, ',')
-		}
-	}
 	model, _ := json.Marshal(t.Model)
-	hadOptions := false
 	for _, m := range r.fields {
-		key, val := r.body[m.keyStart:m.keyEnd], r.body[m.vStart:m.vEnd]
+		val := r.body[m.vStart:m.vEnd]
 		switch m.key {
 		case "model":
 			val = model
 		case "stream_options":
-			if !wantUsage {
+			if !r.Stream {
 				continue
 			}
-			merged, err := withUsage(val)
-			if err != nil {
-				return nil, err
-			}
-			val, hadOptions = merged, true
 		}
-		sep()
-		out = append(out, key...)
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = append(out, r.body[m.keyStart:m.keyEnd]...)
 		out = append(out, ':')
 		out = append(out, val...)
-	}
-	if wantUsage && !hadOptions {
-		sep()
-		out = append(out, `"stream_options":{"include_usage":true}`...)
 	}
 	return append(out, '}'), nil
 }
 
-// withUsage returns stream_options with include_usage true added, unless
-// the client set include_usage itself (either way: its choice stands).
-func withUsage(raw []byte) ([]byte, error) {
-	if isNull(raw) {
-		return []byte(`{"include_usage":true}`), nil
-	}
-	ms, err := members(raw, 0, nil)
-	if err != nil {
-		return nil, invalid("stream_options", `"stream_options" must be an object`)
-	}
-	for _, m := range ms {
-		if m.key == "include_usage" {
-			return raw, nil
-		}
-	}
-	out := append([]byte{}, raw[:len(raw)-1]...) // drop the closing '}'
-	if len(ms) > 0 {
-		out = append(out, ',')
-	}
-	return append(out, `"include_usage":true}`...), nil
-}
-
-// WantsUsage reports whether the stream's client accepts a usage chunk:
-// always, unless it set stream_options.include_usage to false.
+// WantsUsage reports whether the client asked for a usage chunk at the end
+// of its stream: stream_options.include_usage set to true on a streaming
+// chat or completions request (OpenAI's rule; PRODUCT.md §6).
 func (r *Request) WantsUsage() bool {
-	if !r.Stream || r.Route == Embeddings {
-		return false
-	}
-	raw, ok := r.field("stream_options")
-	if !ok || isNull(raw) {
-		return true
-	}
-	ms, _ := members(raw, 0, nil)
-	for _, m := range ms {
-		if m.key == "include_usage" {
-			return string(raw[m.vStart:m.vEnd]) != "false"
-		}
-	}
-	return true
+	return r.Stream && r.Route != Embeddings && r.includeUsage
 }

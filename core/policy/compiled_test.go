@@ -134,6 +134,33 @@ func TestIsTrustedProxy(t *testing.T) {
 	}
 }
 
+// X-Real-IP is believed only when the policy names it; anything else,
+// including a hand-built spelling Parse would have canonicalised, leaves
+// X-Forwarded-For in charge.
+func TestRealIPHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		p    Policy
+		want bool
+	}{
+		{"absent", Policy{TrustedProxyIPs: []string{"127.0.0.1"}}, false},
+		{"X-Forwarded-For", Policy{TrustedProxyIPs: []string{"127.0.0.1"}, ClientIPHeader: HeaderXForwardedFor}, false},
+		{"X-Real-IP", Policy{TrustedProxyIPs: []string{"127.0.0.1"}, ClientIPHeader: HeaderXRealIP}, true},
+		{"hand-built lower case", Policy{TrustedProxyIPs: []string{"127.0.0.1"}, ClientIPHeader: "x-real-ip"}, false},
+	} {
+		if got := tc.p.Compile().RealIPHeader(); got != tc.want {
+			t.Errorf("%s: RealIPHeader() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if !mustCompile(t, `{"trusted_proxy_ips":["10.0.0.1"],"client_ip_header":"x-real-ip"}`).RealIPHeader() {
+		t.Error(`parsed "x-real-ip": RealIPHeader() = false`)
+	}
+	var nilC *Compiled
+	if nilC.RealIPHeader() {
+		t.Error("nil *Compiled believes X-Real-IP")
+	}
+}
+
 func TestAllowsOrigin(t *testing.T) {
 	const list = `{"cors":{"allowed_origins":["https://a.example","http://localhost:5173","HTTPS://B.Example:443","http://[::1]:8080"]}}`
 	for _, tc := range []struct {

@@ -76,8 +76,8 @@ var parseCases = []parseCase{
 	{name: "array trailing comma", doc: `{"a":[1,]}`, want: "unexpected character ']'"},
 	{name: "bad literal", doc: `{"a":tru}`, want: "invalid literal (expected true)"},
 	{name: "bad literal null", doc: `{"a":nul`, want: "expected null"},
-	{name: "literals", doc: `{"a":[true,false,null]}`, check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":[]},"a":[true,false,null]}`)},
-	{name: "numbers", doc: `{"a":[0,-0,1.5,-2e10,3E+2,4e-1,1.0e0]}`, check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":[]},"a":[0,-0,1.5,-2e10,3E+2,4e-1,1.0e0]}`)},
+	{name: "literals", doc: `{"x_a":[true,false,null]}`, check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":[]},"x_a":[true,false,null]}`)},
+	{name: "numbers", doc: `{"x_a":[0,-0,1.5,-2e10,3E+2,4e-1,1.0e0,1e01,123456789012345678901234567890]}`, check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":[]},"x_a":[0,-0,1.5,-2e10,3E+2,4e-1,1.0e0,1e01,123456789012345678901234567890]}`)},
 	{name: "leading zero", doc: `{"a":01}`, want: "leading zeros"},
 	{name: "lone minus", doc: `{"a":-}`, want: "invalid number"},
 	{name: "dot without digits", doc: `{"a":1.}`, want: "after '.'"},
@@ -85,12 +85,12 @@ var parseCases = []parseCase{
 	{name: "plus sign", doc: `{"a":+1}`, want: "unexpected character '+'"},
 	{name: "invalid UTF-8 in string", doc: "{\"a\":\"\xff\xfe\"}", want: "document is not valid UTF-8 (first bad byte at offset 6)"},
 	{name: "invalid UTF-8 in key", doc: "{\"\xc3\x28\":1}", want: "not valid UTF-8"},
-	{name: "UTF-8 text kept", doc: `{"名前":"値 ✓"}`, check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":[]},"名前":"値 ✓"}`)},
+	{name: "UTF-8 text kept", doc: `{"x_名前":"値 ✓ <&>"}`, check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":[]},"x_名前":"値 ✓ <&>"}`)},
 	{name: "raw control character", doc: "{\"a\":\"x\ny\"}", want: "control character in string"},
 	{name: "raw control character after escape", doc: "{\"a\":\"\\n\ty\"}", want: "control character in string"},
-	{name: "escapes kept verbatim", doc: `{"a":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"}`, check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":[]},"a":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"}`)},
-	{name: "escaped key decoded", doc: `{"\u0066uture\n":1}`, check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":[]},"future\n":1}`)},
-	{name: "control key re-escaped", doc: `{"\u0001\b\f\r\t\\\"":1}`, check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":[]},"\u0001\b\f\r\t\\\"":1}`)},
+	{name: "escapes kept verbatim", doc: `{"x_a":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00\\ud800"}`, check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":[]},"x_a":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00\\ud800"}`)},
+	{name: "escaped key decoded", doc: `{"x_\u0066uture\n":1}`, check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":[]},"x_future\n":1}`)},
+	{name: "control key re-escaped", doc: `{"x_\u0001\b\f\r\t\\\"":1}`, check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":[]},"x_\u0001\b\f\r\t\\\"":1}`)},
 	{name: "invalid escape", doc: `{"a":"\x"}`, want: "invalid escape"},
 	{name: "short unicode escape", doc: `{"a":"\u12"}`, want: `invalid \u escape`},
 	{name: "bad hex in unicode escape", doc: `{"a":"\u12g4"}`, want: `invalid \u escape`},
@@ -187,8 +187,8 @@ var parseCases = []parseCase{
 	{name: "cors array", doc: `{"cors":["*"]}`, want: "cors: must be an object like"},
 	{name: "allowed_origins null", doc: `{"cors":{"allowed_origins":null}}`, want: "cors.allowed_origins: must be an array of origins"},
 	{name: "allowed_origins string", doc: `{"cors":{"allowed_origins":"*"}}`, want: `cors.allowed_origins: must be an array of origins ("https://host[:port]") or ["*"], got "*"`},
-	{name: "cors extras kept", doc: `{"cors":{"max_age":600,"allowed_origins":["https://a.example"],"headers":["x"]}}`,
-		check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":["https://a.example"],"max_age":600,"headers":["x"]}}`)},
+	{name: "cors extensions kept", doc: `{"cors":{"x_max_age":600,"allowed_origins":["https://a.example"],"x_headers":["x"]}}`,
+		check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":["https://a.example"],"x_max_age":600,"x_headers":["x"]}}`)},
 	{name: "cors key wrong case", doc: `{"cors":{"Allowed_Origins":["*"]}}`, want: `cors: unknown field "Allowed_Origins": keys are case-sensitive; did you mean "allowed_origins"?`},
 
 	// rate_limit and ip_rate_limit.
@@ -210,28 +210,81 @@ var parseCases = []parseCase{
 	{name: "rpm missing empty", doc: `{"ip_rate_limit":{}}`, want: "ip_rate_limit.rpm: required"},
 	{name: "burst negative", doc: `{"ip_rate_limit":{"rpm":5,"burst":-3}}`, want: "ip_rate_limit.burst: must be an integer between 0 and 1000000, got -3"},
 	{name: "burst fraction", doc: `{"rate_limit":{"rpm":5,"burst":0.5}}`, want: "rate_limit.burst: must be an integer"},
-	{name: "rate limit unknown key", doc: `{"rate_limit":{"rpm":60,"window":"1m"}}`, want: `rate_limit: unknown field "window" (allowed: rpm, burst)`},
+	{name: "rate limit unknown key", doc: `{"rate_limit":{"rpm":60,"window":"1m"}}`, want: `rate_limit: unknown field "window"; the known fields are rpm, burst (extension fields start with "x_")`},
 	{name: "rate limit key wrong case", doc: `{"rate_limit":{"RPM":60}}`, want: `rate_limit: unknown field "RPM"`},
 	{name: "rate limit null", doc: `{"rate_limit":null}`, want: "rate_limit: must be an object like"},
 	{name: "ip rate limit number", doc: `{"ip_rate_limit":60}`, want: "ip_rate_limit: must be an object like"},
 
 	// Unknown fields.
-	{name: "unknown fields round-trip", doc: `{"ip_whitelist":[],"future":{"x":[1,2]}}`, check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":[]},"future":{"x":[1,2]}}`)},
-	{name: "unknown fields compacted in order", doc: `{ "z" : [ 1 , { "b" : null , "a" : "s p" } ] , "ip_whitelist" : [ "::1" ] , "a" : {} , "e" : [ ] }`,
-		check: wantDocument(`{"ip_whitelist":["::1"],"cors":{"allowed_origins":[]},"z":[1,{"b":null,"a":"s p"}],"a":{},"e":[]}`)},
+	{name: "extensions round-trip", doc: `{"ip_whitelist":[],"x_future":{"x":[1,2]}}`, check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":[]},"x_future":{"x":[1,2]}}`)},
+	{name: "extensions compacted in order", doc: `{ "x_z" : [ 1 , { "b" : null , "a" : "s p" } ] , "ip_whitelist" : [ "::1" ] , "x_a" : {} , "x_e" : [ ] }`,
+		check: wantDocument(`{"ip_whitelist":["::1"],"cors":{"allowed_origins":[]},"x_z":[1,{"b":null,"a":"s p"}],"x_a":{},"x_e":[]}`)},
 	{name: "known key wrong case", doc: `{"IP_Whitelist":["10.0.0.1"]}`, want: `unknown field "IP_Whitelist": keys are case-sensitive; did you mean "ip_whitelist"?`},
 	{name: "known key folded", doc: `{"CORS":{}}`, want: `did you mean "cors"?`},
 	{name: "known key unicode fold", doc: `{"ip_whiteliſt":[]}`, want: `did you mean "ip_whitelist"?`},
 	{name: "known key via escape", doc: `{"ip\u005fwhitelist":["10.0.0.1"]}`, check: wantPolicy(Policy{IPWhitelist: []string{"10.0.0.1"}})},
 
+	// A misspelled field fails closed: refused, naming the field it meant.
+	{name: "misspelled ip_whitelist", doc: `{"ip_whitelst":["10.0.0.0/8"]}`, want: `unknown field "ip_whitelst"; did you mean "ip_whitelist"?`},
+	{name: "ip_allowlist", doc: `{"ip_allowlist":["10.0.0.0/8"]}`, want: `unknown field "ip_allowlist"; did you mean "ip_whitelist"?`},
+	{name: "allowed_ips", doc: `{"allowed_ips":["10.0.0.0/8"]}`, want: `did you mean "ip_whitelist"?`},
+	{name: "camel case whitelist", doc: `{"ipWhitelist":["10.0.0.0/8"]}`, want: `unknown field "ipWhitelist"; did you mean "ip_whitelist"?`},
+	{name: "typo next to the real field", doc: `{"ip_whitelist":["10.0.0.1"],"ip_whiltelist":["10.0.0.2"]}`, want: `unknown field "ip_whiltelist"; did you mean "ip_whitelist"?`},
+	{name: "trusted_proxies", doc: `{"trusted_proxies":["127.0.0.1"]}`, want: `unknown field "trusted_proxies"; did you mean "trusted_proxy_ips"?`},
+	{name: "trusted_proxy_ip", doc: `{"trusted_proxy_ip":["127.0.0.1"]}`, want: `did you mean "trusted_proxy_ips"?`},
+	{name: "client_ip_header swapped letters", doc: `{"client_ip_hedaer":"X-Real-IP"}`, want: `did you mean "client_ip_header"?`},
+	{name: "real_ip_header", doc: `{"real_ip_header":"X-Real-IP"}`, want: `did you mean "client_ip_header"?`},
+	{name: "cors_origins", doc: `{"cors_origins":["https://a.example"]}`, want: `unknown field "cors_origins"; did you mean "cors.allowed_origins"?`},
+	{name: "top-level origins", doc: `{"allowed_origins":["*"]}`, want: `did you mean "cors.allowed_origins"?`},
+	{name: "top-level rpm", doc: `{"rpm":60}`, want: `unknown field "rpm"; did you mean "rate_limit.rpm"?`},
+	{name: "top-level requests_per_minute", doc: `{"requests_per_minute":60}`, want: `did you mean "rate_limit.rpm"?`},
+	{name: "ratelimit", doc: `{"ratelimit":{"rpm":60}}`, want: `did you mean "rate_limit"?`},
+	{name: "ip_rate_limt", doc: `{"ip_rate_limt":{"rpm":60}}`, want: `did you mean "ip_rate_limit"?`},
+	{name: "extension spelled x-", doc: `{"x-note":"hi"}`, want: `unknown field "x-note"; did you mean "x_note"?`},
+	{name: "extension spelled X_", doc: `{"X_note":"hi"}`, want: `did you mean "x_note"?`},
+	{name: "nothing close", doc: `{"future":{"x":[1,2]}}`, want: `unknown field "future"; the known fields are ip_whitelist, trusted_proxy_ips, client_ip_header, cors, rate_limit, ip_rate_limit (extension fields start with "x_")`},
+	{name: "empty key", doc: `{"":1}`, want: `unknown field ""; the known fields are`},
+	{name: "huge unknown key", doc: `{"` + strings.Repeat("k", 100000) + `":1}`, want: `unknown field "kkkk`},
+	{name: "cors origins", doc: `{"cors":{"origins":["https://a.example"]}}`, want: `cors: unknown field "origins"; did you mean "allowed_origins"?`},
+	{name: "cors allowed_orgins", doc: `{"cors":{"allowed_orgins":["*"]}}`, want: `cors: unknown field "allowed_orgins"; did you mean "allowed_origins"?`},
+	{name: "cors nothing close", doc: `{"cors":{"allowed_origins":[],"max_age":600}}`, want: `cors: unknown field "max_age"; the known fields are allowed_origins (extension fields start with "x_")`},
+	{name: "rate_limit requests_per_minute", doc: `{"rate_limit":{"requests_per_minute":60}}`, want: `rate_limit: unknown field "requests_per_minute"; did you mean "rpm"?`},
+	{name: "ip_rate_limit brust", doc: `{"ip_rate_limit":{"rpm":60,"brust":10}}`, want: `ip_rate_limit: unknown field "brust"; did you mean "burst"?`},
+	{name: "rate_limit unicode fold", doc: `{"rate_limit":{"rpm":60,"burſt":10}}`, want: `rate_limit: unknown field "burſt": keys are case-sensitive; did you mean "burst"?`},
+	{name: "client_ip_header wrong case", doc: `{"Client_IP_Header":"X-Real-IP"}`, want: `unknown field "Client_IP_Header": keys are case-sensitive; did you mean "client_ip_header"?`},
+	{name: "extensions at every level", doc: `{"x_a":1,"cors":{"x_b":[ 1 ],"allowed_origins":[]},"rate_limit":{"x_c":{ "d" : null },"rpm":1},"ip_rate_limit":{"rpm":2,"x_d":"s"},"x_":true}`,
+		check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":[],"x_b":[1]},"rate_limit":{"rpm":1,"x_c":{"d":null}},"ip_rate_limit":{"rpm":2,"x_d":"s"},"x_a":1,"x_":true}`)},
+	{name: "extension values may hold any keys", doc: `{"x_a":{"IP_Whitelist":1,"ip_whitelst":2}}`, check: wantDocument(`{"ip_whitelist":[],"cors":{"allowed_origins":[]},"x_a":{"IP_Whitelist":1,"ip_whitelst":2}}`)},
+	{name: "duplicate extension", doc: `{"x_a":1,"x_a":2}`, want: `duplicate key "x_a" at byte 9`},
+
+	// client_ip_header.
+	{name: "client_ip_header X-Real-IP", doc: `{"trusted_proxy_ips":["127.0.0.1"],"client_ip_header":"X-Real-IP"}`,
+		check: wantPolicy(Policy{TrustedProxyIPs: []string{"127.0.0.1"}, ClientIPHeader: HeaderXRealIP})},
+	{name: "client_ip_header any case", doc: `{"client_ip_header":"x-REAL-ip","trusted_proxy_ips":["::1"]}`,
+		check: wantDocument(`{"ip_whitelist":[],"trusted_proxy_ips":["::1"],"client_ip_header":"X-Real-IP","cors":{"allowed_origins":[]}}`)},
+	{name: "client_ip_header X-Forwarded-For", doc: `{"trusted_proxy_ips":["127.0.0.1"],"client_ip_header":"X-FORWARDED-FOR"}`,
+		check: wantPolicy(Policy{TrustedProxyIPs: []string{"127.0.0.1"}, ClientIPHeader: HeaderXForwardedFor})},
+	{name: "client_ip_header X-Forwarded-For without proxies", doc: `{"client_ip_header":"X-Forwarded-For"}`, check: wantPolicy(Policy{ClientIPHeader: HeaderXForwardedFor})},
+	{name: "client_ip_header X-Real-IP without proxies", doc: `{"client_ip_header":"X-Real-IP"}`,
+		want: `client_ip_header: "X-Real-IP" is read only from a peer listed in trusted_proxy_ips, which is empty; add the address of the reverse proxy that sets it`},
+	{name: "client_ip_header X-Real-IP with empty proxies", doc: `{"client_ip_header":"X-Real-IP","trusted_proxy_ips":[]}`, want: `"X-Real-IP" is read only from a peer listed in trusted_proxy_ips`},
+	{name: "client_ip_header other header", doc: `{"trusted_proxy_ips":["127.0.0.1"],"client_ip_header":"Forwarded"}`, want: `client_ip_header: must be "X-Forwarded-For" or "X-Real-IP", got "Forwarded"`},
+	{name: "client_ip_header CF-Connecting-IP", doc: `{"trusted_proxy_ips":["127.0.0.1"],"client_ip_header":"CF-Connecting-IP"}`, want: `got "CF-Connecting-IP"`},
+	{name: "client_ip_header underscores", doc: `{"trusted_proxy_ips":["127.0.0.1"],"client_ip_header":"X_Real_IP"}`, want: `got "X_Real_IP"`},
+	{name: "client_ip_header padded", doc: `{"trusted_proxy_ips":["127.0.0.1"],"client_ip_header":" X-Real-IP"}`, want: `got " X-Real-IP"`},
+	{name: "client_ip_header empty", doc: `{"client_ip_header":""}`, want: `client_ip_header: must be "X-Forwarded-For" or "X-Real-IP", got ""`},
+	{name: "client_ip_header null", doc: `{"client_ip_header":null}`, want: `got null`},
+	{name: "client_ip_header number", doc: `{"client_ip_header":5}`, want: `got 5`},
+	{name: "client_ip_header list", doc: `{"client_ip_header":["X-Real-IP"]}`, want: `got an array`},
+
 	// Everything at once.
-	{name: "full policy", doc: `{"ip_whitelist":["10.0.0.0/8","2001:db8::/32"],"trusted_proxy_ips":["127.0.0.1"],"cors":{"allowed_origins":["https://A.example"]},"rate_limit":{"rpm":60,"burst":10},"ip_rate_limit":{"rpm":600},"x":1}`,
-		check: wantDocument(`{"ip_whitelist":["10.0.0.0/8","2001:db8::/32"],"trusted_proxy_ips":["127.0.0.1"],"cors":{"allowed_origins":["https://a.example"]},"rate_limit":{"rpm":60,"burst":10},"ip_rate_limit":{"rpm":600},"x":1}`)},
+	{name: "full policy", doc: `{"ip_whitelist":["10.0.0.0/8","2001:db8::/32"],"trusted_proxy_ips":["127.0.0.1"],"cors":{"allowed_origins":["https://A.example"]},"rate_limit":{"rpm":60,"burst":10},"ip_rate_limit":{"rpm":600},"x_note":1,"client_ip_header":"x-real-ip"}`,
+		check: wantDocument(`{"ip_whitelist":["10.0.0.0/8","2001:db8::/32"],"trusted_proxy_ips":["127.0.0.1"],"client_ip_header":"X-Real-IP","cors":{"allowed_origins":["https://a.example"]},"rate_limit":{"rpm":60,"burst":10},"ip_rate_limit":{"rpm":600},"x_note":1}`)},
 }
 
 // nest returns a document whose root holds n nested objects (depth n+1).
 func nest(n int) string {
-	return strings.Repeat(`{"a":`, n) + "{}" + strings.Repeat("}", n)
+	return strings.Repeat(`{"x_a":`, n) + "{}" + strings.Repeat("}", n)
 }
 
 func TestParse(t *testing.T) {
@@ -290,8 +343,8 @@ func checkRoundTrip(t *testing.T, p Policy) {
 
 func TestParseSizeLimit(t *testing.T) {
 	pad := func(n int) []byte {
-		// {"pad":"aaa...a"} of exactly n bytes.
-		return []byte(`{"pad":"` + strings.Repeat("a", n-10) + `"}`)
+		// {"x_pad":"aaa...a"} of exactly n bytes.
+		return []byte(`{"x_pad":"` + strings.Repeat("a", n-12) + `"}`)
 	}
 	t.Run("10 MB", func(t *testing.T) {
 		_, err := Parse(pad(10 << 20))
@@ -348,7 +401,7 @@ func TestEffectiveBurst(t *testing.T) {
 }
 
 func TestJSON(t *testing.T) {
-	const doc = `{"ip_whitelist":["10.0.0.1"],"cors":{"allowed_origins":["*"]},"rate_limit":{"rpm":5},"future":true}`
+	const doc = `{"ip_whitelist":["10.0.0.1"],"cors":{"allowed_origins":["*"]},"rate_limit":{"rpm":5},"x_future":true}`
 	var p Policy
 	if err := json.Unmarshal([]byte(doc), &p); err != nil {
 		t.Fatal(err)
@@ -378,6 +431,9 @@ func TestValidateHandBuilt(t *testing.T) {
 		{"bad origin", Policy{CORS: CORS{AllowedOrigins: []string{"https://x/"}}}, "cors.allowed_origins[0]"},
 		{"bad rpm", Policy{IPRateLimit: rl(-5, 0)}, "ip_rate_limit.rpm: must be an integer between 0 and 1000000, got -5"},
 		{"invalid UTF-8 string", Policy{TrustedProxyIPs: []string{"\xff"}}, "trusted_proxy_ips[0]: \"\uFFFD\""},
+		{"client_ip_header", Policy{TrustedProxyIPs: []string{"10.0.0.1"}, ClientIPHeader: HeaderXRealIP}, ""},
+		{"client_ip_header unknown", Policy{TrustedProxyIPs: []string{"10.0.0.1"}, ClientIPHeader: "True-Client-IP"}, `client_ip_header: must be "X-Forwarded-For" or "X-Real-IP", got "True-Client-IP"`},
+		{"X-Real-IP without trusted proxy", Policy{ClientIPHeader: HeaderXRealIP}, "is read only from a peer listed in trusted_proxy_ips"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.p.Validate()

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -24,6 +25,7 @@ const DefaultDocument = `{"ip_whitelist":[],"cors":{"allowed_origins":[]}}`
 const (
 	fieldIPWhitelist    = "ip_whitelist"
 	fieldTrustedProxies = "trusted_proxy_ips"
+	fieldClientIPHeader = "client_ip_header"
 	fieldCORS           = "cors"
 	fieldRateLimit      = "rate_limit"
 	fieldIPRateLimit    = "ip_rate_limit"
@@ -32,7 +34,9 @@ const (
 	fieldBurst          = "burst"
 )
 
-var topLevelFields = []string{fieldIPWhitelist, fieldTrustedProxies, fieldCORS, fieldRateLimit, fieldIPRateLimit}
+// documentOrder lists the objects that keep fields, in the order Document
+// writes them ("" is the top level).
+var documentOrder = []string{fieldCORS, fieldRateLimit, fieldIPRateLimit, ""}
 
 // The headers client_ip_header may name.
 const (
@@ -60,8 +64,6 @@ func (r RateLimit) EffectiveBurst() int {
 // ("https://app.example", "http://localhost:5173") or "*".
 type CORS struct {
 	AllowedOrigins []string `json:"allowed_origins"`
-
-	extra []field
 }
 
 // Policy is a validated policy document. Parse never returns empty non-nil
@@ -77,13 +79,17 @@ type Policy struct {
 	// HeaderXRealIP. X-Real-IP is believed only when named here.
 	ClientIPHeader string
 
-	extra []field // top-level fields this version does not know, in document order
+	// extra holds the kept, uninterpreted members of every object, in the
+	// order Document writes them: x_ extensions, and in a stored document
+	// (see Service.Show) fields an earlier FLM kept that this version refuses.
+	extra []field
 }
 
-// field is a kept, uninterpreted member: its decoded name and compacted value.
+// field is a kept member: the object it is in ("" for the top level, else
+// the field holding that object), its decoded name and compacted value.
 type field struct {
-	name string
-	raw  []byte
+	in, name string
+	raw      []byte
 }
 
 // Default returns the seed policy, the one DefaultDocument describes.
@@ -95,8 +101,13 @@ func invalid(format string, args ...any) error {
 
 // Parse validates a whole policy document. Every failure is an
 // *flmerr.Error with code POLICY_INVALID whose message names the field and
-// the offending value.
-func Parse(doc []byte) (Policy, error) {
+// the offending value. A field this version does not know is refused, with
+// the known field it most likely meant, unless its name starts with "x_".
+func Parse(doc []byte) (Policy, error) { return parse(doc, false) }
+
+// parse is Parse; lenient keeps unknown fields instead of refusing them,
+// for documents already stored (see Service.Show).
+func parse(doc []byte, lenient bool) (Policy, error) {
 	if len(doc) > MaxDocumentBytes {
 		return Policy{}, invalid("document is %d bytes; the limit is %d", len(doc), MaxDocumentBytes)
 	}
@@ -111,31 +122,43 @@ func Parse(doc []byte) (Policy, error) {
 		return Policy{}, invalid("%s", err.Error())
 	}
 	var p Policy
+	var header *member
 	for _, m := range root.members {
 		switch m.key {
 		case fieldIPWhitelist:
 			p.IPWhitelist, err = parseIPList(m.key, m.val)
 		case fieldTrustedProxies:
 			p.TrustedProxyIPs, err = parseIPList(m.key, m.val)
+		case fieldClientIPHeader:
+			header = &m // read last: it depends on trusted_proxy_ips
 		case fieldCORS:
-			p.CORS, err = parseCORS(doc, m.val)
-		case fieldRateLimit, fieldIPRateLimit:
-			var rl *RateLimit
-			rl, err = parseRateLimit(m.key, m.val)
-			if m.key == fieldRateLimit {
-				p.RateLimit = rl
-			} else {
-				p.IPRateLimit = rl
-			}
+			err = p.parseCORS(m.val, lenient)
+		case fieldRateLimit:
+			p.RateLimit, err = p.parseRateLimit(m.key, m.val, lenient)
+		case fieldIPRateLimit:
+			p.IPRateLimit, err = p.parseRateLimit(m.key, m.val, lenient)
 		default:
-			if err = checkCase(m.key, "", topLevelFields...); err == nil {
-				p.extra = append(p.extra, field{name: m.key, raw: appendCompact(nil, doc, m.val)})
-			}
+			err = p.keep("", m, lenient)
 		}
 		if err != nil {
 			return Policy{}, err
 		}
 	}
+	if header != nil {
+		if p.ClientIPHeader, err = parseHeader(header.val, p.TrustedProxyIPs); err != nil {
+			if !lenient {
+				return Policy{}, err
+			}
+			// An earlier FLM kept the field without reading it: X-Forwarded-For
+			// stays in charge, as it was, and Policy.ignored reports it.
+			p.extra = append(p.extra, field{name: header.key, raw: compact(header.val.raw)})
+		}
+	}
+	// Kept in the order Document writes them, so that Parse(p.Document())
+	// equals p: by object, then as given.
+	slices.SortStableFunc(p.extra, func(a, b field) int {
+		return slices.Index(documentOrder, a.in) - slices.Index(documentOrder, b.in)
+	})
 	// Document adds the fields DefaultDocument always carries, so a document
 	// just under the limit could otherwise be accepted and then stored in a
 	// form that no longer parses.
@@ -156,18 +179,6 @@ func firstInvalidUTF8(b []byte) int {
 	return len(b)
 }
 
-// checkCase rejects a key that differs from a known one only in case (or by
-// Unicode folding): encoding/json would take it for the known field, this
-// package would keep it as unknown, and the two readings must never differ.
-func checkCase(key, where string, known ...string) error {
-	for _, k := range known {
-		if strings.EqualFold(key, k) {
-			return invalid("%sunknown field %s: keys are case-sensitive; did you mean %q?", where, quote(key), k)
-		}
-	}
-	return nil
-}
-
 func parseIPList(name string, v value) ([]string, error) {
 	if v.kind != kindArray {
 		return nil, invalid("%s: must be an array of IP addresses or CIDRs, got %s", name, describe(v))
@@ -185,41 +196,57 @@ func parseIPList(name string, v value) ([]string, error) {
 	return out, nil
 }
 
-func parseCORS(doc []byte, v value) (CORS, error) {
-	if v.kind != kindObject {
-		return CORS{}, invalid(`cors: must be an object like {"allowed_origins": ["https://app.example"]}, got %s`, describe(v))
+// parseHeader accepts the two header names in any case (HTTP header names
+// are case-insensitive) and returns the canonical spelling. X-Real-IP
+// without a trusted proxy is refused: it would do nothing, and the user
+// who set it expects it to.
+func parseHeader(v value, trusted []string) (string, error) {
+	if v.kind == kindString && strings.EqualFold(v.text, HeaderXForwardedFor) {
+		return HeaderXForwardedFor, nil
 	}
-	var c CORS
+	if v.kind != kindString || !strings.EqualFold(v.text, HeaderXRealIP) {
+		return "", invalid(`client_ip_header: must be "X-Forwarded-For" or "X-Real-IP", got %s`, describe(v))
+	}
+	if len(trusted) == 0 {
+		return "", invalid(`client_ip_header: "X-Real-IP" is read only from a peer listed in trusted_proxy_ips, which is empty; ` +
+			`add the address of the reverse proxy that sets it`)
+	}
+	return HeaderXRealIP, nil
+}
+
+func (p *Policy) parseCORS(v value, lenient bool) error {
+	if v.kind != kindObject {
+		return invalid(`cors: must be an object like {"allowed_origins": ["https://app.example"]}, got %s`, describe(v))
+	}
 	for _, m := range v.members {
 		if m.key != fieldOrigins {
-			if err := checkCase(m.key, "cors: ", fieldOrigins); err != nil {
-				return CORS{}, err
+			if err := p.keep(fieldCORS, m, lenient); err != nil {
+				return err
 			}
-			c.extra = append(c.extra, field{name: m.key, raw: appendCompact(nil, doc, m.val)})
 			continue
 		}
 		if m.val.kind != kindArray {
-			return CORS{}, invalid(`cors.allowed_origins: must be an array of origins ("https://host[:port]") or ["*"], got %s`, describe(m.val))
+			return invalid(`cors.allowed_origins: must be an array of origins ("https://host[:port]") or ["*"], got %s`, describe(m.val))
 		}
 		for i, el := range m.val.elems {
 			if el.kind != kindString {
-				return CORS{}, invalid("cors.allowed_origins[%d]: must be a string, got %s", i, describe(el))
+				return invalid("cors.allowed_origins[%d]: must be a string, got %s", i, describe(el))
 			}
 			if el.text == "*" {
-				c.AllowedOrigins = append(c.AllowedOrigins, "*")
+				p.CORS.AllowedOrigins = append(p.CORS.AllowedOrigins, "*")
 				continue
 			}
 			norm, reason := normalizeOrigin(el.text)
 			if reason != "" {
-				return CORS{}, invalid("cors.allowed_origins[%d]: %s is not an origin (scheme://host[:port] or \"*\"): %s", i, quote(el.text), reason)
+				return invalid("cors.allowed_origins[%d]: %s is not an origin (scheme://host[:port] or \"*\"): %s", i, quote(el.text), reason)
 			}
-			c.AllowedOrigins = append(c.AllowedOrigins, norm)
+			p.CORS.AllowedOrigins = append(p.CORS.AllowedOrigins, norm)
 		}
 	}
-	return c, nil
+	return nil
 }
 
-func parseRateLimit(name string, v value) (*RateLimit, error) {
+func (p *Policy) parseRateLimit(name string, v value, lenient bool) (*RateLimit, error) {
 	if v.kind != kindObject {
 		return nil, invalid(`%s: must be an object like {"rpm": 60, "burst": 10}, got %s`, name, describe(v))
 	}
@@ -233,7 +260,10 @@ func parseRateLimit(name string, v value) (*RateLimit, error) {
 		case fieldBurst:
 			dst = &rl.Burst
 		default:
-			return nil, invalid("%s: unknown field %s (allowed: rpm, burst)", name, quote(m.key))
+			if err := p.keep(name, m, lenient); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		n, ok := parseRate(m.val)
 		if !ok {
@@ -266,16 +296,18 @@ func parseRate(v value) (int, bool) {
 }
 
 // Validate reports whether p, which may have been built in code rather than
-// by Parse, is a policy Parse would accept.
+// by Parse, is a policy Parse would accept. For a policy Service.Show loaded
+// from a document an earlier FLM stored, it names the first field this
+// version refuses.
 func (p Policy) Validate() error {
 	_, err := Parse(p.Document())
 	return err
 }
 
 // Document returns p as compact JSON: the known fields in a fixed order,
-// then the kept unknown fields in their original order. For a Policy from
-// Parse, Parse(p.Document()) returns an equal Policy and Document is a fixed
-// point.
+// each object's kept fields after its known ones, in their original order.
+// For a Policy from Parse, Parse(p.Document()) returns an equal Policy and
+// Document is a fixed point.
 func (p Policy) Document() []byte {
 	b := make([]byte, 0, 128)
 	b = append(b, `{"ip_whitelist":`...)
@@ -284,19 +316,17 @@ func (p Policy) Document() []byte {
 		b = append(b, `,"trusted_proxy_ips":`...)
 		b = appendStrings(b, p.TrustedProxyIPs)
 	}
+	if p.ClientIPHeader != "" {
+		b = append(b, `,"client_ip_header":`...)
+		b = appendJSON(b, p.ClientIPHeader)
+	}
 	b = append(b, `,"cors":{"allowed_origins":`...)
 	b = appendStrings(b, p.CORS.AllowedOrigins)
-	b = appendFields(b, p.CORS.extra)
+	b = p.appendExtra(b, fieldCORS)
 	b = append(b, '}')
-	if p.RateLimit != nil {
-		b = append(b, `,"rate_limit":`...)
-		b = appendRateLimit(b, *p.RateLimit)
-	}
-	if p.IPRateLimit != nil {
-		b = append(b, `,"ip_rate_limit":`...)
-		b = appendRateLimit(b, *p.IPRateLimit)
-	}
-	b = appendFields(b, p.extra)
+	b = p.appendRateLimit(b, fieldRateLimit, p.RateLimit)
+	b = p.appendRateLimit(b, fieldIPRateLimit, p.IPRateLimit)
+	b = p.appendExtra(b, "")
 	return append(b, '}')
 }
 
@@ -316,32 +346,34 @@ func (p *Policy) UnmarshalJSON(b []byte) error {
 }
 
 func appendStrings(b []byte, ss []string) []byte {
-	b = append(b, '[')
-	for i, s := range ss {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, s)
+	if ss == nil {
+		return append(b, "[]"...)
 	}
-	return append(b, ']')
+	return appendJSON(b, ss)
 }
 
-func appendFields(b []byte, fs []field) []byte {
-	for _, f := range fs {
-		b = append(b, ',')
-		b = appendString(b, f.name)
-		b = append(b, ':')
-		b = append(b, f.raw...)
+func (p Policy) appendExtra(b []byte, in string) []byte {
+	for _, f := range p.extra {
+		if f.in == in {
+			b = append(b, ',')
+			b = appendJSON(b, f.name)
+			b = append(b, ':')
+			b = append(b, f.raw...)
+		}
 	}
 	return b
 }
 
-func appendRateLimit(b []byte, r RateLimit) []byte {
-	b = append(b, `{"rpm":`...)
+func (p Policy) appendRateLimit(b []byte, name string, r *RateLimit) []byte {
+	if r == nil {
+		return b
+	}
+	b = append(b, `,"`+name+`":{"rpm":`...)
 	b = strconv.AppendInt(b, int64(r.RPM), 10)
 	if r.Burst != 0 {
 		b = append(b, `,"burst":`...)
 		b = strconv.AppendInt(b, int64(r.Burst), 10)
 	}
+	b = p.appendExtra(b, name)
 	return append(b, '}')
 }

@@ -24,6 +24,13 @@ type Store interface {
 type Stored struct {
 	Policy    Policy    `json:"policy"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Warnings names the fields of the stored document this version
+	// ignores, each with the field it most likely meant. An earlier FLM
+	// kept unknown fields (a misspelled "ip_whitelst" too) where this one
+	// refuses them; such a document still loads, so a running install keeps
+	// working, but it must not pass for a clean one: show it to the user
+	// (`flm check`, `security policy show`, the proxy's log).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Service is the policy use case behind `flm security policy show|set` and
@@ -51,7 +58,10 @@ func (s *Service) store() (Store, error) {
 
 // Show returns the stored policy. A stored document that no longer parses
 // is reported as POLICY_INVALID, never replaced by a default: a broken
-// policy must be fixed, not silently opened up.
+// policy must be fixed, not silently opened up. Unknown fields an earlier
+// FLM stored are the one exception Parse does not make: they are kept,
+// enforced as nothing (as that FLM did), and reported in Warnings; Validate
+// on the policy refuses them, and so does Set until they are fixed.
 func (s *Service) Show(ctx context.Context) (Stored, error) {
 	st, err := s.store()
 	if err != nil {
@@ -61,12 +71,12 @@ func (s *Service) Show(ctx context.Context) (Stored, error) {
 	if err != nil {
 		return Stored{}, err
 	}
-	p, err := Parse(doc)
+	p, err := parse(doc, true)
 	if err != nil {
 		return Stored{}, flmerr.Wrap(err, flmerr.PolicyInvalid,
 			"the stored security policy is invalid; replace it with `flm security policy set`")
 	}
-	return Stored{Policy: p, UpdatedAt: at}, nil
+	return Stored{Policy: p, UpdatedAt: at, Warnings: p.ignored()}, nil
 }
 
 // Set validates doc and, only if it is valid, replaces the stored policy

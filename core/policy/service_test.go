@@ -3,6 +3,7 @@ package policy_test
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -44,11 +45,11 @@ func TestServiceShowDefault(t *testing.T) {
 
 func TestServiceSet(t *testing.T) {
 	svc, st := newService(t)
-	got, err := svc.Set(t.Context(), []byte(` {"ip_whitelist":["10.0.0.0/8"],"cors":{"allowed_origins":["HTTPS://App.Example:443"]},"future":[ 1 ]} `))
+	got, err := svc.Set(t.Context(), []byte(` {"ip_whitelist":["10.0.0.0/8"],"cors":{"allowed_origins":["HTTPS://App.Example:443"]},"x_future":[ 1 ]} `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = `{"ip_whitelist":["10.0.0.0/8"],"cors":{"allowed_origins":["https://app.example"]},"future":[1]}`
+	const want = `{"ip_whitelist":["10.0.0.0/8"],"cors":{"allowed_origins":["https://app.example"]},"x_future":[1]}`
 	if doc := storedDoc(t, st); doc != want {
 		t.Fatalf("stored %s\nwant %s", doc, want)
 	}
@@ -139,5 +140,157 @@ func TestServiceWithoutStore(t *testing.T) {
 	}
 	if _, err := svc.Set(t.Context(), []byte(`{}`)); !flmerr.Is(err, flmerr.Internal) {
 		t.Errorf("Set without a store: %v", err)
+	}
+}
+
+// The attack: an admin means to restrict the gateway to the LAN and
+// misspells the field. Before, the document was accepted with an empty
+// whitelist and a client from anywhere got in.
+func TestServiceSetMisspelledFieldFailsClosed(t *testing.T) {
+	attacker := netip.MustParseAddr("203.0.113.9")
+	for doc, want := range map[string]string{
+		`{"ip_whitelst":["10.0.0.0/8"]}`:                                            `unknown field "ip_whitelst"; did you mean "ip_whitelist"?`,
+		`{"ip_allowlist":["10.0.0.0/8"]}`:                                           `unknown field "ip_allowlist"; did you mean "ip_whitelist"?`,
+		`{"ip_whitelist":["10.0.0.0/8"],"cors":{"origins":["*"]}}`:                  `cors: unknown field "origins"; did you mean "allowed_origins"?`,
+		`{"ip_whitelist":["10.0.0.0/8"],"ip_rate_limit":{"requests_per_minute":5}}`: `ip_rate_limit: unknown field "requests_per_minute"; did you mean "rpm"?`,
+	} {
+		t.Run(doc, func(t *testing.T) {
+			svc, st := newService(t)
+			if _, err := svc.Set(t.Context(), []byte(`{"ip_whitelist":["192.168.0.0/16"]}`)); err != nil {
+				t.Fatal(err)
+			}
+			before := storedDoc(t, st)
+			_, err := svc.Set(t.Context(), []byte(doc))
+			if !flmerr.Is(err, flmerr.PolicyInvalid) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Set(%s) error = %v, want POLICY_INVALID containing %q", doc, err, want)
+			}
+			if after := storedDoc(t, st); after != before {
+				t.Fatalf("a refused Set changed the store: %s -> %s", before, after)
+			}
+			shown, err := svc.Show(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if shown.Policy.Compile().AllowsIP(attacker) {
+				t.Fatalf("after the refused Set, %v is allowed", attacker)
+			}
+		})
+	}
+}
+
+// An earlier FLM kept every unknown field, so a store may hold a misspelled
+// field that has never had an effect. Loading it must neither stop a
+// running install nor pass for a clean policy.
+func TestServiceShowStoredUnknownFields(t *testing.T) {
+	svc, st := newService(t)
+	const legacy = `{"ip_whitelist":["10.0.0.0/8"],"ip_whitelst":["192.168.0.0/16"],"cors":{"allowed_origins":[],"max_age":600},"x_note":"kept"}`
+	if err := st.Put(t.Context(), []byte(legacy), fixedNow); err != nil {
+		t.Fatal(err)
+	}
+	shown, err := svc.Show(t.Context())
+	if err != nil {
+		t.Fatalf("Show of a document an earlier FLM stored: %v", err)
+	}
+	c := shown.Policy.Compile()
+	if !c.AllowsIP(netip.MustParseAddr("10.1.2.3")) || c.AllowsIP(netip.MustParseAddr("192.168.1.1")) {
+		t.Fatal("the stored policy is not enforced as stored: known fields apply, unknown ones are not interpreted")
+	}
+	if len(shown.Warnings) != 2 ||
+		shown.Warnings[0] != `cors: unknown field "max_age" is ignored (an earlier FLM stored it; fix the policy with `+
+			"`flm security policy set`"+`); the known fields are allowed_origins (extension fields start with "x_")` ||
+		shown.Warnings[1] != `unknown field "ip_whitelst" is ignored (an earlier FLM stored it; fix the policy with `+
+			"`flm security policy set`"+`); did you mean "ip_whitelist"?` {
+		t.Fatalf("Warnings = %q, want one per unknown field (not the x_ extension), each saying how to fix it", shown.Warnings)
+	}
+	if err := shown.Policy.Validate(); !flmerr.Is(err, flmerr.PolicyInvalid) || !strings.Contains(err.Error(), `cors: unknown field "max_age"`) {
+		t.Fatalf("Validate of the stored policy = %v, want POLICY_INVALID naming the field", err)
+	}
+	if doc := string(shown.Policy.Document()); doc != `{"ip_whitelist":["10.0.0.0/8"],"cors":{"allowed_origins":[],"max_age":600},"ip_whitelst":["192.168.0.0/16"],"x_note":"kept"}` {
+		t.Fatalf("Document() = %s: a stored field was lost", doc)
+	}
+	// Writing it back unchanged is refused; fixing the typo clears it.
+	if _, err := svc.Set(t.Context(), shown.Policy.Document()); !flmerr.Is(err, flmerr.PolicyInvalid) {
+		t.Fatalf("Set of the stored document = %v, want POLICY_INVALID", err)
+	}
+	if got := storedDoc(t, st); got != legacy {
+		t.Fatalf("refused Set changed the store to %s", got)
+	}
+	if _, err := svc.Set(t.Context(), []byte(`{"ip_whitelist":["10.0.0.0/8","192.168.0.0/16"],"x_note":"kept"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if shown, err = svc.Show(t.Context()); err != nil || shown.Warnings != nil {
+		t.Fatalf("after the fix: Show = %v, %q", err, shown.Warnings)
+	}
+}
+
+// Case variants of known fields were refused by earlier versions too, so a
+// store cannot hold one; if it does, Show reports it as before.
+func TestServiceShowStoredCaseVariant(t *testing.T) {
+	svc, st := newService(t)
+	if err := st.Put(t.Context(), []byte(`{"IP_Whitelist":["10.0.0.1"]}`), fixedNow); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Show(t.Context()); !flmerr.Is(err, flmerr.PolicyInvalid) || !strings.Contains(err.Error(), "keys are case-sensitive") {
+		t.Fatalf("Show = %v, want POLICY_INVALID", err)
+	}
+}
+
+func TestServiceClientIPHeader(t *testing.T) {
+	svc, st := newService(t)
+	got, err := svc.Set(t.Context(), []byte(`{"trusted_proxy_ips":["127.0.0.1"],"client_ip_header":"x-real-ip"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"ip_whitelist":[],"trusted_proxy_ips":["127.0.0.1"],"client_ip_header":"X-Real-IP","cors":{"allowed_origins":[]}}`
+	if doc := storedDoc(t, st); doc != want || string(got.Policy.Document()) != want {
+		t.Fatalf("stored %s, returned %s\nwant %s", doc, got.Policy.Document(), want)
+	}
+	shown, err := svc.Show(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shown.Policy.ClientIPHeader != policy.HeaderXRealIP || !shown.Policy.Compile().RealIPHeader() {
+		t.Fatalf("Show: client_ip_header = %q, RealIPHeader() = %v", shown.Policy.ClientIPHeader, shown.Policy.Compile().RealIPHeader())
+	}
+	// X-Real-IP without a trusted proxy is refused and changes nothing.
+	_, err = svc.Set(t.Context(), []byte(`{"client_ip_header":"X-Real-IP"}`))
+	if !flmerr.Is(err, flmerr.PolicyInvalid) || !strings.Contains(err.Error(), "trusted_proxy_ips") {
+		t.Fatalf("Set without trusted_proxy_ips = %v, want POLICY_INVALID naming trusted_proxy_ips", err)
+	}
+	if doc := storedDoc(t, st); doc != want {
+		t.Fatalf("refused Set changed the store to %s", doc)
+	}
+}
+
+// Before client_ip_header existed, an earlier FLM kept it as an unknown
+// field without reading it. A value this version refuses keeps that
+// meaning (X-Forwarded-For decides) and is reported, not fatal.
+func TestServiceShowStoredInvalidClientIPHeader(t *testing.T) {
+	for _, doc := range []string{
+		`{"client_ip_header":"X-Real-IP"}`,
+		`{"trusted_proxy_ips":["127.0.0.1"],"client_ip_header":"True-Client-IP"}`,
+	} {
+		t.Run(doc, func(t *testing.T) {
+			svc, st := newService(t)
+			if err := st.Put(t.Context(), []byte(doc), fixedNow); err != nil {
+				t.Fatal(err)
+			}
+			shown, err := svc.Show(t.Context())
+			if err != nil {
+				t.Fatalf("Show: %v", err)
+			}
+			if shown.Policy.ClientIPHeader != "" || shown.Policy.Compile().RealIPHeader() {
+				t.Fatalf("a refused client_ip_header is believed: %q", shown.Policy.ClientIPHeader)
+			}
+			if len(shown.Warnings) != 1 || !strings.HasPrefix(shown.Warnings[0], "client_ip_header ") || !strings.Contains(shown.Warnings[0], "is ignored") {
+				t.Fatalf("Warnings = %q", shown.Warnings)
+			}
+			if err := shown.Policy.Validate(); !flmerr.Is(err, flmerr.PolicyInvalid) || !strings.Contains(err.Error(), "client_ip_header:") {
+				t.Fatalf("Validate = %v", err)
+			}
+			if !strings.Contains(string(shown.Policy.Document()), `"client_ip_header":`) {
+				t.Fatalf("Document() lost the stored field: %s", shown.Policy.Document())
+			}
+		})
 	}
 }

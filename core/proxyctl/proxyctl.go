@@ -1,10 +1,20 @@
-// Package proxyctl holds the proxy's configuration and the handle that
-// describes a running proxy (PRODUCT.md §4, §6, §7, §8).
+// Package proxyctl holds the proxy's configuration, the handle that
+// describes a running proxy (PRODUCT.md §4, §6, §7, §8), and the Service
+// that owns the rules of running proxies for every front end (CLI, UI):
+// refuse what is unsafe before anything starts, compute handle URLs, forget
+// dead handles, wait for readiness, stop gracefully, and reload exactly over
+// the control channel (control.go).
+//
+// Security notes: a handle's control token is a secret. Handle.Control is
+// never marshalled with the handle (`proxy status` prints handles); only a
+// HandleStore keeps it, in a file only the user can read. The Service only
+// sends the token to a loopback address.
 package proxyctl
 
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -124,4 +134,17 @@ type Handle struct {
 	// it in X-Flm-Instance, so a handle is never confused with another
 	// process that reused the pid.
 	InstanceID string `json:"instance_id"`
+	// Control reaches the proxy's control channel. It holds a secret, so
+	// it is never part of the handle's JSON; HandleStores keep it apart.
+	Control Control `json:"-"`
 }
+
+// Control is the address and token of a proxy's control channel. The zero
+// value means the proxy has none (it was started by an older flm).
+type Control struct {
+	Addr  string // 127.0.0.1:port
+	Token string // 64 hex digits
+}
+
+// HandleID is the id of the proxy on port: one proxy per port and data dir.
+func HandleID(port int) string { return "proxy-" + strconv.Itoa(port) }

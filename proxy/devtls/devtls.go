@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -186,12 +187,31 @@ func CAPool(f Files) (*x509.CertPool, error) {
 }
 
 // Hosts returns the default SAN list for a bind address: localhost,
-// 127.0.0.1, ::1, the machine host name (if any; "<hostname>.local" is not
-// added), and bind unless it is empty or unspecified (0.0.0.0, ::). bind may
-// carry a port ("0.0.0.0:8080", "[::1]:8443"). Entries are normalised
-// (lower case, IPv6 zone dropped) and deduplicated; names that cannot be
-// certificate SANs are skipped.
+// 127.0.0.1, ::1, the machine host name (if any), and then by bind:
+//
+//   - a loopback or empty bind adds nothing more;
+//   - a wildcard bind (0.0.0.0, ::) adds "<host>.local" and every private
+//     address (10/8, 172.16/12, 192.168/16, fc00::/7) the machine's
+//     interfaces have now: IPv4 only for 0.0.0.0, IPv4 and IPv6 for ::
+//     (dual stack). This covers the LAN URL a proxy prints, which is one
+//     of those addresses, and the mDNS name other devices reach it by;
+//   - any other bind adds "<host>.local" and bind itself.
+//
+// bind may carry a port ("0.0.0.0:8080", "[::1]:8443"). Entries are
+// normalised (lower case, IPv6 zone dropped) and deduplicated; names that
+// cannot be certificate SANs are skipped. Every entry is inside the dev
+// CA's default name constraints except a public bind address or name.
+//
+// The list depends on the machine's addresses at the time of the call, so
+// a proxy started after the LAN address changed asks [Ensure] for a name
+// the old certificate lacks, and gets a new one.
 func Hosts(bind string) []string {
+	return hostsFor(bind, machineHostname(), privateInterfaceAddrs())
+}
+
+// hostsFor is [Hosts] with the machine's host name and private interface
+// addresses given, so that it can be tested with any set of them.
+func hostsFor(bind, hostname string, ifaddrs []netip.Addr) []string {
 	out := []string{"localhost", "127.0.0.1", "::1"}
 	seen := map[string]bool{"localhost": true, "127.0.0.1": true, "::1": true}
 	add := func(h string) {
@@ -205,17 +225,81 @@ func Hosts(bind string) []string {
 		seen[n] = true
 		out = append(out, n)
 	}
-	if hn := machineHostname(); hn != "" {
-		add(hn)
+	if hostname != "" {
+		add(hostname)
 	}
 	bind = strings.TrimSpace(bind)
 	if host, _, err := net.SplitHostPort(bind); err == nil {
 		bind = host
 	}
-	if bind != "" {
+	bind = strings.TrimSuffix(strings.TrimPrefix(bind, "["), "]")
+	bindIP, err := netip.ParseAddr(bind)
+	if err == nil {
+		bindIP = bindIP.WithZone("").Unmap()
+	}
+	switch {
+	case bind == "" || bind == "localhost" || err == nil && bindIP.IsLoopback():
+		// Reachable from this machine only: the defaults name it.
+	case err == nil && bindIP.IsUnspecified():
+		add(mdnsName(hostname))
+		for _, ip := range ifaddrs {
+			if ip.Is4() || bindIP.Is6() {
+				add(ip.String())
+			}
+		}
+	default:
+		add(mdnsName(hostname))
 		add(bind)
 	}
 	return out
+}
+
+// mdnsName is the name other devices of the LAN resolve this machine by
+// over multicast DNS: the first label of the host name plus ".local" (what
+// Avahi and Bonjour announce), or "" without a usable host name.
+func mdnsName(hostname string) string {
+	if hostname == "" || strings.HasSuffix(hostname, ".local") {
+		return hostname
+	}
+	label, _, _ := strings.Cut(hostname, ".")
+	if label == "localhost" {
+		return ""
+	}
+	return label + ".local"
+}
+
+// privateInterfaceAddrs returns the private unicast addresses (RFC 1918,
+// RFC 4193) of the machine's interfaces, IPv4 first, each in ascending
+// order. Like the LAN URL a proxy prints, it does not look at whether an
+// interface is up: a certificate that names an idle interface's address
+// costs nothing, one that misses the printed URL breaks it.
+func privateInterfaceAddrs() []netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	return privateAddrs(addrs)
+}
+
+func privateAddrs(addrs []net.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range addrs {
+		var ip net.IP
+		switch v := a.(type) {
+		case *net.IPNet:
+			ip = v.IP
+		case *net.IPAddr:
+			ip = v.IP
+		}
+		if !ip.IsPrivate() {
+			continue
+		}
+		if p, ok := netip.AddrFromSlice(ip); ok {
+			out = append(out, p.Unmap())
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return slices.Compact(out)
 }
 
 // ---------------------------------------------------------------------------

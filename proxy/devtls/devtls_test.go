@@ -702,39 +702,3 @@ func TestNameConstraints(t *testing.T) {
 		}
 	}
 }
-
-func TestHosts(t *testing.T) {
-	hn := machineHostname()
-	for _, bind := range []string{"0.0.0.0", "::", "[::]:8443", "0.0.0.0:8080", "", "127.0.0.1", "localhost"} {
-		got := Hosts(bind)
-		want := []string{"localhost", "127.0.0.1", "::1"}
-		if hn != "" && hn != "localhost" {
-			want = append(want, hn)
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("Hosts(%q) = %v, want %v", bind, got, want)
-		}
-	}
-	got := Hosts("192.168.1.5:8080")
-	if got[len(got)-1] != "192.168.1.5" {
-		t.Errorf("Hosts(192.168.1.5:8080) = %v", got)
-	}
-	got = Hosts("fe80::1%eth0")
-	if got[len(got)-1] != "fe80::1" {
-		t.Errorf("Hosts(fe80::1%%eth0) = %v", got)
-	}
-	for _, h := range Hosts("10.0.0.1") {
-		if strings.HasSuffix(h, ".local") && (hn == "" || !strings.HasSuffix(hn, ".local")) {
-			t.Errorf("Hosts added %q", h)
-		}
-	}
-	seen := map[string]bool{}
-	for _, h := range Hosts("::1") {
-		if seen[h] {
-			t.Errorf("duplicate %q", h)
-		}
-		seen[h] = true
-	}
-	// The default list is accepted by Ensure.
-	ensure(t, t.TempDir(), Hosts("0.0.0.0"), time.Now())
-}

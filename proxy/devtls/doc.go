@@ -1,9 +1,17 @@
 // Package devtls manages the certificates of FLM's dev-selfsigned TLS mode
 // (PRODUCT.md §7): a development certificate authority and a server
 // certificate signed by it, kept in the data dir's certs/ directory and
-// reused while they stay valid. The user may trust the CA by hand (for
-// example with `flm security install-ca`); `flm chat` and the tests trust it
-// through [CAPool].
+// reused while they stay valid. FLM does not install the CA anywhere: a
+// user who wants browsers or other clients to trust the proxy adds
+// certs/ca.pem to their trust store by hand (no flm command does this yet);
+// `flm chat` and the tests trust it through [CAPool] without installing it.
+//
+// [Hosts] computes the names a proxy's certificate needs from its bind
+// address. For a wildcard bind (0.0.0.0, ::) they include the machine's
+// current private interface addresses and "<host>.local", so the LAN URL
+// the proxy prints verifies; when those change (a new DHCP lease, another
+// network), the next proxy start asks for a name the old certificate lacks
+// and [Ensure] reissues it. A running proxy keeps the certificate it loaded.
 //
 // Files (see [FilesIn]): ca.pem, ca-key.pem, server.pem, server-key.pem.
 // [Ensure] creates the directory (0700) if needed, and reuses or (re)issues

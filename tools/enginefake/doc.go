@@ -12,15 +12,19 @@
 // headers that matter (Content-Type, Server, Connection,
 // Access-Control-Allow-Origin, Keep-Alive...), its JSON with the same keys in
 // the same order and the same value types, and its SSE / NDJSON framing
-// (data: [DONE] included where the engine sends it). Model names, context
+// (data: [DONE] included where the engine sends it, and the "event:" lines
+// of Anthropic's /v1/messages and OpenAI's /v1/responses streams, which
+// llama-server and Ollama speak natively). Model names, context
 // lengths and the version are substituted inside a clone of the captured
 // JSON, nothing else; untouched bodies are the captured bytes.
 //
 // Where no capture exists the code says DERIVED and names its source: vLLM's
 // /v1/completions, /v1/embeddings and FastAPI 404/405 bodies, LM Studio's
 // /v1/completions, completion streams, malformed-JSON and API-token errors,
-// a few Ollama error texts (from its server code), llama.cpp router answers
-// for endpoints other than chat.
+// a few Ollama error texts (from its server code), Ollama's Anthropic error
+// envelope for errors other than an unknown model, llama.cpp's answer to a
+// /v1/messages or /v1/responses body without messages or input, llama.cpp
+// router answers for endpoints other than chat.
 //
 // Habits reproduced: llama-server closes the TCP connection after every
 // streamed answer although its headers say "Keep-Alive: timeout=5, max=100"

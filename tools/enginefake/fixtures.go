@@ -223,20 +223,52 @@ func mustFixture(name string) *Fixture {
 	return fx
 }
 
-// SSEEvents splits a captured SSE body into its data payloads (the text after
-// "data: "), including a final "[DONE]" where the engine sent one. Every
-// captured stream uses single-line "data:" events separated by a blank line.
-func SSEEvents(body []byte) ([][]byte, error) {
-	var out [][]byte
+// SSEEvent is one event of a captured SSE stream.
+type SSEEvent struct {
+	// Name is the "event:" line's value; "" where the engine sent none
+	// (OpenAI chat and completions streams). Anthropic's /v1/messages and
+	// OpenAI's /v1/responses name every event after its data's "type".
+	Name string
+	Data []byte // the text after "data: "
+}
+
+// SSEStream splits a captured SSE body into its events, including a final
+// "[DONE]" where the engine sent one. Every captured stream uses one "data:"
+// line per event, optionally preceded by one "event:" line, and a blank line
+// between events.
+func SSEStream(body []byte) ([]SSEEvent, error) {
+	var out []SSEEvent
 	for _, block := range bytes.Split(body, []byte("\n\n")) {
 		if len(block) == 0 {
 			continue
+		}
+		var ev SSEEvent
+		if rest, ok := bytes.CutPrefix(block, []byte("event: ")); ok {
+			name, data, found := bytes.Cut(rest, []byte("\n"))
+			if !found || len(name) == 0 {
+				return nil, fmt.Errorf("unexpected SSE block %.60q", block)
+			}
+			ev.Name, block = string(name), data
 		}
 		payload, ok := bytes.CutPrefix(block, []byte("data: "))
 		if !ok || bytes.Contains(payload, []byte("\n")) {
 			return nil, fmt.Errorf("unexpected SSE block %.60q", block)
 		}
-		out = append(out, payload)
+		ev.Data = payload
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// SSEEvents is SSEStream without the event names: the data payloads only.
+func SSEEvents(body []byte) ([][]byte, error) {
+	events, err := SSEStream(body)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(events))
+	for i, e := range events {
+		out[i] = e.Data
 	}
 	return out, nil
 }

@@ -2,21 +2,26 @@ package enginefake
 
 import (
 	"bytes"
+	"context"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // sharedFixtures is the upstream copy, relative to this package's directory.
 const sharedFixtures = "../../../shared/fixtures/engines"
 
 // TestEmbeddedFixturesMatchShared keeps fixtures/ byte-identical to
-// shared/fixtures/engines (present here and in CI), in both directions.
+// shared/fixtures/engines, in both directions. CI checks the shared tree out
+// beside the repository, so there a missing tree is a broken job, not a pass;
+// elsewhere (a clone on its own) the test says it skipped.
 func TestEmbeddedFixturesMatchShared(t *testing.T) {
 	if _, err := os.Stat(sharedFixtures); err != nil {
-		t.Logf("%s not found (%v): nothing to compare", sharedFixtures, err)
+		missingShared(t, os.Getenv("CI") == "true", err)
 		return
 	}
 	embedded := FixtureFS()
@@ -56,6 +61,40 @@ func TestEmbeddedFixturesMatchShared(t *testing.T) {
 	})
 	if len(seen) == 0 {
 		t.Errorf("no files under %s", sharedFixtures)
+	}
+}
+
+// missingShared reports a missing shared fixture tree: an error under CI, a
+// visible skip elsewhere.
+func missingShared(t testing.TB, ci bool, err error) {
+	t.Helper()
+	if ci {
+		t.Fatalf("CI=true but %s is missing (%v): the job must check out the shared fixtures beside the repository", sharedFixtures, err)
+	}
+	t.Skipf("%s not found (%v): embedded fixtures not compared with the shared ones", sharedFixtures, err)
+}
+
+// TestMissingSharedFailsUnderCI runs the comparison again in a directory
+// without the shared tree beside it: it must fail under CI=true and report a
+// skip (not a pass) elsewhere.
+func TestMissingSharedFailsUnderCI(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b", "c") // ../../../shared does not exist
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, ci := range []string{"true", ""} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestEmbeddedFixturesMatchShared$", "-test.v")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CI="+ci)
+		out, err := cmd.CombinedOutput()
+		cancel()
+		switch {
+		case ci == "true" && (err == nil || !strings.Contains(string(out), "--- FAIL: TestEmbeddedFixturesMatchShared")):
+			t.Errorf("CI=true, shared tree missing: want a failure, got err=%v\n%s", err, out)
+		case ci == "" && (err != nil || !strings.Contains(string(out), "--- SKIP: TestEmbeddedFixturesMatchShared")):
+			t.Errorf("no CI, shared tree missing: want a visible skip, got err=%v\n%s", err, out)
+		}
 	}
 }
 
@@ -109,14 +148,16 @@ func TestFixtureBodiesRoundTrip(t *testing.T) {
 		switch {
 		case len(body) == 0:
 		case strings.HasPrefix(ct, "text/event-stream"):
-			events, err := SSEEvents(body)
+			events, err := SSEStream(body)
 			if err != nil {
 				t.Errorf("%s: %v", fx.Name, err)
 				continue
 			}
+			payloads, _ := SSEEvents(body)
+			names := eventNames(fx, sse, len(events))
 			var out []byte
-			for _, e := range eventBytes(jsonEvents(events)) {
-				out = append(out, sse.frame(e)...)
+			for i, e := range eventBytes(jsonEvents(payloads)) {
+				out = append(out, sse.frame(nameAt(names, i), e)...)
 			}
 			if !bytes.Equal(out, body) {
 				t.Errorf("%s: SSE does not round-trip", fx.Name)
@@ -124,7 +165,7 @@ func TestFixtureBodiesRoundTrip(t *testing.T) {
 		case strings.HasPrefix(ct, "application/x-ndjson"):
 			var out []byte
 			for _, l := range eventBytes(ndjsonNodes(fx)) {
-				out = append(out, ndjson.frame(l)...)
+				out = append(out, ndjson.frame("", l)...)
 			}
 			if !bytes.Equal(out, body) {
 				t.Errorf("%s: NDJSON does not round-trip", fx.Name)
@@ -170,5 +211,42 @@ func TestSameShapeDetectsDifferences(t *testing.T) {
 	}
 	if err := sameShape([]byte(`{"a":1,"b":[{"c":"x"}]}`), []byte(`{"b":[{"c":"y"}],"a":2.5}`)); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestEngineModuleCapturesMatch: the captures that each engine module's own
+// golden tests replay (engine-*/testdata/captures, laid out like the kind's
+// directory here) are verbatim copies of these fixtures, so a re-capture
+// cannot leave a driver tested against an old answer.
+func TestEngineModuleCapturesMatch(t *testing.T) {
+	for _, k := range Kinds {
+		dir := filepath.Join("..", "..", "engine-"+string(k), "testdata", "captures")
+		n := 0
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, err := filepath.Rel(dir, p)
+			if err != nil {
+				return err
+			}
+			name := string(k) + "/" + filepath.ToSlash(rel)
+			got, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			want, err := fs.ReadFile(FixtureFS(), name)
+			switch {
+			case err != nil:
+				t.Errorf("%s: no fixture %s: %v", p, name, err)
+			case !bytes.Equal(got, want):
+				t.Errorf("%s differs from the fixture %s: copy it again", p, name)
+			}
+			n++
+			return nil
+		})
+		if err != nil || n == 0 {
+			t.Errorf("%s: %d captures, %v", dir, n, err)
+		}
 	}
 }

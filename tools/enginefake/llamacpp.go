@@ -32,6 +32,7 @@ var (
 		"/tokenize": true, "/detokenize": true, "/apply-template": true,
 		"/v1/embeddings": true, "/embedding": true, "/embeddings": true,
 		"/completions": true, "/chat/completions": true, "/api/chat": true,
+		"/v1/messages": true, "/v1/messages/count_tokens": true, "/v1/responses": true,
 	}
 )
 
@@ -214,9 +215,13 @@ func (l *llamacpp) parse(c *call) (*jnode, bool) {
 }
 
 // own sets the fields by which llama-server names itself in a completion.
+// Anthropic's message_start and OpenAI's response.* stream events carry the
+// model one level down, in "message" or "response".
 func (l *llamacpp) own(n *jnode) {
 	n.setIfPresent("model", l.name)
 	n.setIfPresent("system_fingerprint", l.build)
+	n.get("message").setIfPresent("model", l.name)
+	n.get("response").setIfPresent("model", l.name)
 }
 
 func (l *llamacpp) ownAll(nodes []*jnode) [][]byte {
@@ -265,6 +270,10 @@ func (l *llamacpp) post(c *call, p string, req *jnode) {
 		n := bodyNode(fx)
 		l.own(n)
 		c.replyNode(fx, 0, n)
+	case "/v1/messages", "/v1/messages/count_tokens":
+		l.messages(c, p, req, stream)
+	case "/v1/responses":
+		l.responses(c, req, stream)
 	case "/tokenize":
 		c.replay(lfx(pick(boolField(req, "with_pieces", false), "tokenize_with_pieces.http", "tokenize.http")))
 	case "/detokenize":
@@ -322,5 +331,52 @@ func (l *llamacpp) embeddings(c *call, p string, req *jnode) {
 		}
 		n.set("data", arr(data...))
 	}
+	c.replyNode(fx, 0, n)
+}
+
+// messages answers Anthropic's /v1/messages (fixtures/llamacpp/api_families),
+// which llama-server speaks natively: max_tokens may be left out (the capture
+// then ran to the context's end), and count_tokens answers input_tokens only.
+// A body without "messages" is not captured: DERIVED, the chat endpoint's 400.
+func (l *llamacpp) messages(c *call, p string, req *jnode, stream bool) {
+	if !req.has("messages") {
+		c.replay(lfx("error_missing_messages.http"))
+		return
+	}
+	switch {
+	case p == "/v1/messages/count_tokens":
+		c.replay(lfx("api_families/v1_messages_count_tokens.http"))
+	case stream:
+		fx := lfx("api_families/v1_messages_stream.http")
+		c.rawStream(fx, l.ownAll(sseNodes(fx)))
+	default:
+		fx := lfx("api_families/v1_messages.http")
+		switch {
+		case req.has("system") || req.has("stop_sequences"):
+			fx = lfx("api_families/v1_messages_system.http")
+		case !req.has("max_tokens"):
+			fx = lfx("api_families/v1_messages_missing_max_tokens.http")
+		}
+		n := bodyNode(fx)
+		l.own(n)
+		c.replyNode(fx, 0, n)
+	}
+}
+
+// responses answers OpenAI's /v1/responses (fixtures/llamacpp/api_families).
+// A body without "input" is not captured: DERIVED, the chat endpoint's 400.
+func (l *llamacpp) responses(c *call, req *jnode, stream bool) {
+	if !req.has("input") {
+		c.replay(lfx("error_missing_messages.http"))
+		return
+	}
+	if stream {
+		fx := lfx("api_families/v1_responses_stream.http")
+		c.rawStream(fx, l.ownAll(sseNodes(fx)))
+		return
+	}
+	fx := lfx(pick(req.get("input").isArray(), "api_families/v1_responses_messages.http", "api_families/v1_responses.http"))
+	n := bodyNode(fx)
+	l.own(n)
 	c.replyNode(fx, 0, n)
 }

@@ -42,6 +42,8 @@ var ollamaRoutes = map[string]string{
 	"/v1/chat/completions": "POST",
 	"/v1/completions":      "POST",
 	"/v1/embeddings":       "POST",
+	"/v1/messages":         "POST",
+	"/v1/responses":        "POST",
 }
 
 type ollama struct {
@@ -157,6 +159,10 @@ func (o *ollama) serve(c *call) {
 		o.v1Completions(c)
 	case p == "/v1/embeddings":
 		o.v1Embeddings(c)
+	case p == "/v1/messages":
+		o.v1Messages(c)
+	case p == "/v1/responses":
+		o.v1Responses(c)
 	}
 }
 
@@ -177,6 +183,10 @@ func (o *ollama) openaiErr(c *call, fixture string, status int, msg string) {
 // fail500 is Ollama's typical 500: the runner died.
 func (o *ollama) fail500(c *call) {
 	const msg = "llama runner process has terminated: exit status 2"
+	if c.r.URL.Path == "/v1/messages" {
+		o.anthropicErr(c, http.StatusInternalServerError, "api_error", msg)
+		return
+	}
 	if strings.HasPrefix(c.r.URL.Path, "/v1/") {
 		// The /v1 writer's envelope, as in error_v1_embeddings_on_chat_model.
 		o.openaiErr(c, "error_v1_embeddings_on_chat_model.http", http.StatusInternalServerError, msg)
@@ -658,5 +668,105 @@ func (o *ollama) v1Embeddings(c *call) {
 		d.set("index", i)
 	}
 	n.set("data", arr(data...))
+	c.replyNode(fx, 0, n)
+}
+
+// anthropicErr answers Anthropic's error envelope, cloned from the captured
+// unknown-model 404 (fixtures/ollama/api_families). Other statuses, types
+// and texts are DERIVED: Ollama's anthropic middleware wraps the handler's
+// error the same way.
+func (o *ollama) anthropicErr(c *call, status int, typ, msg string) {
+	fx := ofx("api_families/v1_messages_unknown_model.http")
+	n := bodyNode(fx)
+	n.get("error").set("type", typ)
+	n.get("error").set("message", msg)
+	c.replyNode(fx, status, n)
+}
+
+// echoNested sets the model as the client wrote it, also where Anthropic's
+// message_start and OpenAI's response.* events carry it one level down.
+func echoNested(nodes []*jnode, name string) {
+	for _, n := range nodes {
+		n.setIfPresent("model", name)
+		n.get("message").setIfPresent("model", name)
+		n.get("response").setIfPresent("model", name)
+	}
+}
+
+// v1Messages is Anthropic's /v1/messages, which Ollama speaks natively
+// (fixtures/ollama/api_families). It does not stream unless asked to.
+func (o *ollama) v1Messages(c *call) {
+	req, err := decodeGo(c.body)
+	if err != nil {
+		o.anthropicErr(c, http.StatusBadRequest, "invalid_request_error", err.Error())
+		return
+	}
+	name := stringField(req, "model")
+	if name == "" {
+		o.anthropicErr(c, http.StatusBadRequest, "invalid_request_error", "model is required")
+		return
+	}
+	m, ok := o.lookup(name)
+	if !ok {
+		o.anthropicErr(c, http.StatusNotFound, "not_found_error", fmt.Sprintf("model '%s' not found", name))
+		return
+	}
+	if m.Embedding {
+		o.anthropicErr(c, http.StatusBadRequest, "invalid_request_error", fmt.Sprintf("%q does not support chat", name))
+		return
+	}
+	if !o.waitLoading(c) {
+		return
+	}
+	o.markLoaded(m, true)
+	if boolField(req, "stream", false) {
+		fx := ofx("api_families/v1_messages_stream.http")
+		events := sseNodes(fx)
+		echoNested(events, name)
+		c.stream(fx, eventBytes(events), sse)
+		return
+	}
+	fx := ofx(pick(req.has("system") || req.has("stop_sequences"), "api_families/v1_messages_system.http", "api_families/v1_messages.http"))
+	c.replyNode(fx, 0, bodyNode(fx).set("model", name))
+}
+
+// v1Responses is OpenAI's /v1/responses (fixtures/ollama/api_families). Its
+// answer echoes the request's instructions and max_output_tokens (null when
+// absent); errors are the /v1 writer's, as for chat.
+func (o *ollama) v1Responses(c *call) {
+	req, ok := o.v1Request(c, "error_v1_chat_malformed_json.http")
+	if !ok {
+		return
+	}
+	name, m, ok := o.v1ModelFor(c, req, "chat")
+	if !ok || !o.waitLoading(c) {
+		return
+	}
+	o.markLoaded(m, true)
+	echo := func(n *jnode) {
+		if n == nil {
+			return
+		}
+		n.setIfPresent("model", name)
+		for _, k := range []string{"instructions", "max_output_tokens"} {
+			if v := req.get(k); v != nil {
+				n.setIfPresent(k, v.clone())
+			} else {
+				n.setIfPresent(k, nil)
+			}
+		}
+	}
+	if boolField(req, "stream", false) {
+		fx := ofx("api_families/v1_responses_stream.http")
+		events := sseNodes(fx)
+		for _, e := range events {
+			echo(e.get("response"))
+		}
+		c.stream(fx, eventBytes(events), sse)
+		return
+	}
+	fx := ofx(pick(req.get("input").isArray(), "api_families/v1_responses_messages.http", "api_families/v1_responses.http"))
+	n := bodyNode(fx)
+	echo(n)
 	c.replyNode(fx, 0, n)
 }

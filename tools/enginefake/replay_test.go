@@ -14,7 +14,6 @@ type replaySetup struct {
 	// before are requests (method, path, body) that put the fake in the
 	// captured state (a loaded model, ...).
 	before [][3]string
-	skip   string // why this fixture cannot be replayed
 }
 
 // setupFor configures a fake like the capture of fx.
@@ -24,7 +23,7 @@ func setupFor(fx *Fixture) replaySetup {
 	switch {
 	case strings.HasPrefix(name, "llamacpp/loading_"):
 		s.opts.Failure = FailLoading
-	case strings.HasPrefix(name, "llamacpp/embeddings_mode/"):
+	case strings.HasPrefix(name, "llamacpp/embeddings_mode/"), strings.HasPrefix(name, "llamacpp/api_families/"):
 		// --alias tiny-chat --embeddings --metrics
 		s.opts.Models = []Model{{Name: "tiny-chat", Embedding: true}}
 	case strings.HasPrefix(name, "llamacpp/router_mode/"):
@@ -54,7 +53,9 @@ func setupFor(fx *Fixture) replaySetup {
 	case name == "vllm/error_unknown_model_legacy_pre_0.10.http":
 		s.opts.Version = "0.9.2"
 	case name == "vllm/v1_models_served_name_and_lora.http":
-		s.skip = "LoRA adapter cards (parent set, max_model_len null) are not modelled: Model has no base/adapter relation"
+		// --served-model-name qwen-small --enable-lora --lora-modules sql-lora=/loras/sql-lora
+		s.opts.Models = []Model{{Name: "qwen-small", Root: "Qwen/Qwen2.5-1.5B-Instruct"},
+			{Name: "sql-lora", Root: "/loras/sql-lora", Parent: "qwen-small"}}
 	case name == "lmstudio/error_no_models_loaded.http":
 		s.opts.Models = []Model{}
 	case name == "lmstudio/error_unknown_model.http":
@@ -74,17 +75,13 @@ func TestReplayEveryFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fixtures) != 150 {
-		t.Errorf("%d fixtures embedded, want 150", len(fixtures))
+	if len(fixtures) != 165 {
+		t.Errorf("%d fixtures embedded, want 165", len(fixtures))
 	}
 	for _, fx := range fixtures {
 		t.Run(fx.Name, func(t *testing.T) {
 			t.Parallel()
 			setup := setupFor(fx)
-			if setup.skip != "" {
-				t.Logf("not replayed: %s", setup.skip)
-				return
-			}
 			srv := startFake(t, setup.opts)
 			client := testClient()
 			for _, b := range setup.before {
@@ -142,22 +139,29 @@ func compareWithCapture(t *testing.T, fx *Fixture, got result) {
 	ct := strings.ToLower(wantCT)
 	switch {
 	case strings.HasPrefix(ct, "text/event-stream"):
-		wantEv, err := SSEEvents(want.Body)
+		wantEv, err := SSEStream(want.Body)
 		if err != nil {
 			t.Fatal(err)
 		}
-		gotEv := sseData(t, got.Body)
+		gotEv, err := SSEStream(got.Body)
+		if err != nil {
+			t.Fatalf("bad SSE: %v\n%s", err, got.Body)
+		}
 		if len(gotEv) != len(wantEv) {
 			t.Fatalf("%d SSE events, captured %d:\n%s", len(gotEv), len(wantEv), got.Body)
 		}
 		for i := range wantEv {
-			if string(wantEv[i]) == "[DONE]" || string(gotEv[i]) == "[DONE]" {
-				if !bytes.Equal(wantEv[i], gotEv[i]) {
-					t.Errorf("event %d: %.80q, captured %q", i, gotEv[i], wantEv[i])
+			if gotEv[i].Name != wantEv[i].Name {
+				t.Errorf("event %d: named %q, captured %q", i, gotEv[i].Name, wantEv[i].Name)
+			}
+			w, g := wantEv[i].Data, gotEv[i].Data
+			if string(w) == "[DONE]" || string(g) == "[DONE]" {
+				if !bytes.Equal(w, g) {
+					t.Errorf("event %d: %.80q, captured %q", i, g, w)
 				}
 				continue
 			}
-			if err := sameShape(wantEv[i], gotEv[i]); err != nil {
+			if err := sameShape(w, g); err != nil {
 				t.Errorf("event %d: %v", i, err)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -188,14 +189,62 @@ const (
 	ndjson                // "<payload>\n"
 )
 
-func (f framing) frame(payload []byte) []byte {
+// frame puts one event on the wire; name is the SSE "event:" line ("" for
+// none, and always for NDJSON).
+func (f framing) frame(name string, payload []byte) []byte {
 	if f == sse {
-		b := make([]byte, 0, len(payload)+8)
+		b := make([]byte, 0, len(name)+len(payload)+16)
+		if name != "" {
+			b = append(b, "event: "...)
+			b = append(b, name...)
+			b = append(b, '\n')
+		}
 		b = append(b, "data: "...)
 		b = append(b, payload...)
 		return append(b, "\n\n"...)
 	}
 	return append(append(make([]byte, 0, len(payload)+1), payload...), '\n')
+}
+
+// capturedNames caches eventNames per fixture (streams are served often).
+var capturedNames sync.Map // fixture name -> []string
+
+// eventNames returns the "event:" names of the n events the fake is about to
+// send for fx: the captured ones, in order, or nil where the engine named
+// none. Named streams (/v1/messages, /v1/responses) are always sent as the
+// captured sequence, so another count is a bug in the fake.
+func eventNames(fx *Fixture, f framing, n int) []string {
+	if f != sse {
+		return nil
+	}
+	v, ok := capturedNames.Load(fx.Name)
+	if !ok {
+		events, err := SSEStream(fx.Response.Body)
+		if err != nil {
+			panic(err)
+		}
+		names, named := make([]string, len(events)), false
+		for i, e := range events {
+			names[i], named = e.Name, named || e.Name != ""
+		}
+		if !named {
+			names = nil
+		}
+		v, _ = capturedNames.LoadOrStore(fx.Name, names)
+	}
+	names := v.([]string)
+	if names != nil && len(names) != n {
+		panic(fmt.Sprintf("enginefake: %s names %d events, the fake sends %d", fx.Name, len(names), n))
+	}
+	return names
+}
+
+// nameAt is the name of event i ("" without names).
+func nameAt(names []string, i int) string {
+	if names == nil {
+		return ""
+	}
+	return names[i]
 }
 
 // resetAfterEvents is how many events a FailReset stream sends before the
@@ -222,6 +271,7 @@ func (c *call) stream(fx *Fixture, events [][]byte, f framing) {
 		c.reset()
 		return
 	}
+	names := eventNames(fx, f, len(events))
 	c.applyHeaders(fx, -1)
 	c.status = fx.Response.Status
 	c.w.WriteHeader(fx.Response.Status)
@@ -241,7 +291,7 @@ func (c *call) stream(fx *Fixture, events [][]byte, f framing) {
 		if c.failure == FailMalformed {
 			ev = truncated(ev)
 		}
-		if _, err := c.w.Write(f.frame(ev)); err != nil {
+		if _, err := c.w.Write(f.frame(nameAt(names, i), ev)); err != nil {
 			c.gone()
 			return
 		}
@@ -268,6 +318,7 @@ func (c *call) rawStream(fx *Fixture, events [][]byte) {
 		c.stream(fx, events, sse)
 		return
 	}
+	names := eventNames(fx, sse, len(events))
 	c.s.trackConn(conn, true)
 	defer func() {
 		c.s.trackConn(conn, false)
@@ -325,7 +376,7 @@ func (c *call) rawStream(fx *Fixture, events [][]byte) {
 		if c.failure == FailMalformed {
 			ev = truncated(ev)
 		}
-		if err := writeChunk(w, sse.frame(ev)); err != nil {
+		if err := writeChunk(w, sse.frame(nameAt(names, i), ev)); err != nil {
 			c.gone()
 			return
 		}

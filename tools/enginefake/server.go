@@ -53,6 +53,12 @@ type Model struct {
 	Name          string
 	Embedding     bool
 	ContextLength int // 0 = the captured value
+	// Root (vLLM): what the model was loaded from, a Hugging Face id or a
+	// path ("" = Name, as without --served-model-name).
+	Root string
+	// Parent (vLLM): set for a LoRA adapter (--lora-modules), the served
+	// name of its base model; adapters list max_model_len null.
+	Parent string
 }
 
 // Failure is an injected failure mode.

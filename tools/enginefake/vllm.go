@@ -157,8 +157,13 @@ func (v *vllm) listModels(c *call) {
 	for _, m := range v.models {
 		card := tpl.clone()
 		card.set("id", m.Name)
-		card.set("root", m.Name)
-		card.set("max_model_len", ctxOr(m, vllmCapturedCtx))
+		card.set("root", pick(m.Root != "", m.Root, m.Name))
+		if m.Parent != "" { // a LoRA adapter (v1_models_served_name_and_lora)
+			card.set("parent", m.Parent)
+			card.set("max_model_len", nil)
+		} else {
+			card.set("max_model_len", ctxOr(m, vllmCapturedCtx))
+		}
 		cards = append(cards, card)
 	}
 	n.set("data", arr(cards...))

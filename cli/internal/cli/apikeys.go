@@ -7,6 +7,7 @@ import (
 
 	"github.com/unjuno/flm/cli/internal/store"
 	"github.com/unjuno/flm/core/apikey"
+	"github.com/unjuno/flm/core/proxyctl"
 )
 
 // APIKeysCmd is `flm api-keys`.
@@ -38,15 +39,20 @@ type issuedOut struct {
 	PlainKey  string    `json:"plain_key"`
 	CreatedAt time.Time `json:"created_at"`
 	OldKeyID  string    `json:"old_key_id,omitempty"`
+	// Proxies is each running proxy's answer: the key works (and the old
+	// one no longer does) there once it applied.
+	Proxies []proxyctl.Result `json:"proxies"`
 }
 
 func (a *App) printIssued(iss apikey.Issued) error {
-	out := issuedOut{ID: iss.ID, Label: iss.Label, PlainKey: iss.Plain, CreatedAt: iss.CreatedAt, OldKeyID: iss.OldID}
+	out := issuedOut{ID: iss.ID, Label: iss.Label, PlainKey: iss.Plain, CreatedAt: iss.CreatedAt, OldKeyID: iss.OldID,
+		Proxies: a.applyToProxies(proxyctl.ReloadSecurity)}
 	return a.print(out, func(w io.Writer) {
 		fmt.Fprintf(w, "id:    %s\nlabel: %s\nkey:   %s\n\nThe key is shown once. Store it now; FLM keeps only its hash.\n", iss.ID, cleanCell(iss.Label), iss.Plain)
 		if iss.OldID != "" {
 			fmt.Fprintf(w, "Key %s is revoked.\n", iss.OldID)
 		}
+		proxiesText(w, out.Proxies)
 	})
 }
 
@@ -113,8 +119,10 @@ func (c APIKeyRevokeCmd) Run(a *App) error {
 	if err != nil {
 		return err
 	}
-	return a.print(map[string]any{"id": r.ID, "revoked": true, "revoked_at": r.RevokedAt}, func(w io.Writer) {
+	proxies := a.applyToProxies(proxyctl.ReloadSecurity)
+	return a.print(map[string]any{"id": r.ID, "revoked": true, "revoked_at": r.RevokedAt, "proxies": proxies}, func(w io.Writer) {
 		fmt.Fprintf(w, "Key %s is revoked.\n", r.ID)
+		proxiesText(w, proxies)
 	})
 }
 

@@ -3,10 +3,14 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -18,6 +22,12 @@ import (
 
 // ChatCmd is `flm chat`: one chat turn through a running FLM proxy, the way
 // any OpenAI client would send it.
+//
+// A failure names what failed: nothing listening → PROXY_NOT_RUNNING; a
+// TLS failure → PROXY_CERT_FAILED; --timeout of silence before or during
+// the answer → ENGINE_TIMEOUT; the connection broken or the stream ended
+// before [DONE] → ENGINE_NETWORK_ERROR ("the answer was cut"). Ctrl-C or
+// SIGTERM is not a failure: a one-line note on stderr, exit status 130.
 type ChatCmd struct {
 	Model       string   `required:"" help:"Model: flm://engine/model or a bare name one engine serves."`
 	Prompt      string   `help:"The user message (default: read from stdin)."`
@@ -28,6 +38,9 @@ type ChatCmd struct {
 	MaxTokens   int      `name:"max-tokens" help:"Maximum tokens to generate."`
 	URL         string   `name:"url" help:"Proxy base URL (default: the first running proxy of this data dir)."`
 	APIKey      string   `name:"api-key" help:"FLM API key (default: $FLM_API_KEY)."`
+	// Timeout bounds silence, not the whole answer: a long generation that
+	// keeps streaming is never cut.
+	Timeout time.Duration `default:"10m" help:"Give up when the proxy sends nothing for this long, before the answer starts or between two parts of it."`
 }
 
 type chatResult struct {
@@ -58,6 +71,9 @@ func (c ChatCmd) Run(a *App) error {
 	if strings.TrimSpace(prompt) == "" {
 		return flmerr.New(flmerr.InvalidArgument, "the prompt is empty: pass --prompt or pipe text on stdin")
 	}
+	if c.Timeout <= 0 {
+		return flmerr.New(flmerr.InvalidArgument, "--timeout must be positive, e.g. 10m or 90s")
+	}
 	base, client, err := a.chatTarget(c.URL)
 	if err != nil {
 		return err
@@ -75,7 +91,17 @@ func (c ChatCmd) Run(a *App) error {
 		reqBody["max_tokens"] = c.MaxTokens
 	}
 	b, _ := json.Marshal(reqBody)
-	req, err := http.NewRequestWithContext(a.ctx, http.MethodPost, base+"/v1/chat/completions", bytes.NewReader(b))
+
+	// One watchdog for every wait: connecting, the answer's headers, and
+	// each gap between two reads of the body. It cancels the request with
+	// errChatTimeout as the cause, which tells a time-out apart from an
+	// interrupt (the App's context) and from a broken connection.
+	ctx, cancel := context.WithCancelCause(a.ctx)
+	defer cancel(nil)
+	wd := time.AfterFunc(c.Timeout, func() { cancel(errChatTimeout) })
+	defer wd.Stop()
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/chat/completions", bytes.NewReader(b))
 	if err != nil {
 		return flmerr.Wrap(err, flmerr.InvalidArgument, "proxy URL")
 	}
@@ -83,19 +109,34 @@ func (c ChatCmd) Run(a *App) error {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return flmerr.New(flmerr.ProxyNotRunning, "no FLM proxy answers at %s (start one with `flm proxy start`): %v", base, cleanErr(err))
+		return c.failure(a, ctx, base, err, false, false)
 	}
 	defer resp.Body.Close()
+	wd.Reset(c.Timeout)
 	res := chatResult{Model: c.Model, RequestID: resp.Header.Get("X-Request-Id")}
 	if resp.StatusCode != http.StatusOK {
 		return proxyError(resp)
 	}
+	body := &watchedBody{r: resp.Body, wd: wd, d: c.Timeout}
+	printed := false
 	if c.Stream {
-		err = c.readStream(a, resp.Body, &res)
+		printed, err = c.readStream(a, body, &res)
 	} else {
-		err = readWhole(resp.Body, &res)
+		err = readWhole(body, &res)
 	}
 	if err != nil {
+		if body.err != nil || ctx.Err() != nil {
+			// The connection, not the content, failed.
+			cause := body.err
+			if cause == nil {
+				cause = err
+			}
+			return c.failure(a, ctx, base, cause, true, printed)
+		}
+		if printed {
+			// End the partial answer's line before the error.
+			fmt.Fprintln(a.Stdout)
+		}
 		return err
 	}
 	if c.JSON {
@@ -108,9 +149,123 @@ func (c ChatCmd) Run(a *App) error {
 	return nil
 }
 
-// chatTarget picks the proxy: --url, else the first running proxy.
+// errChatTimeout is the cause of a request cancelled by the watchdog.
+var errChatTimeout = errors.New("flm chat: time-out")
+
+// exitInterrupted is the status of a chat stopped by Ctrl-C or SIGTERM:
+// 128 + SIGINT, as shells report a process an interrupt ended.
+const exitInterrupted = 130
+
+// failure explains a transport error: err happened before any answer came
+// (midAnswer false) or while reading it. An interrupt is not a failure of
+// FLM's: it gets a one-line note on stderr and exit status 130, without an
+// error code that would blame the proxy or the engine.
+func (c ChatCmd) failure(a *App, ctx context.Context, base string, err error, midAnswer, printed bool) error {
+	if printed {
+		// End the partial answer's line before the explanation.
+		fmt.Fprintln(a.Stdout)
+	}
+	if a.ctx.Err() != nil {
+		if midAnswer {
+			fmt.Fprintln(a.Stderr, "flm chat: interrupted; the answer is incomplete")
+		} else {
+			fmt.Fprintln(a.Stderr, "flm chat: interrupted before the proxy answered")
+		}
+		return reported(exitInterrupted)
+	}
+	incomplete := "the answer is incomplete"
+	if printed {
+		incomplete = "the answer above is incomplete"
+	}
+	fail := func(code flmerr.Code, format string, args ...any) error {
+		return &flmerr.Error{Code: code, Message: fmt.Sprintf(format, args...), Err: err}
+	}
+	if errors.Is(context.Cause(ctx), errChatTimeout) {
+		if midAnswer {
+			return fail(flmerr.EngineTimeout, "the answer stopped: the proxy at %s sent nothing for %s; %s (a slow engine may need a longer --timeout)", base, c.Timeout, incomplete)
+		}
+		return fail(flmerr.EngineTimeout, "no answer from the proxy at %s within %s (the engine may still be loading the model; a slow engine may need a longer --timeout)", base, c.Timeout)
+	}
+	if midAnswer {
+		return fail(flmerr.EngineNetworkError, "the answer was cut: the connection to the proxy at %s broke in the middle of it (%s); %s", base, cleanErr(err), incomplete)
+	}
+	if msg, ok := tlsFailure(err); ok {
+		return fail(flmerr.ProxyCertFailed, "TLS with the proxy at %s failed: %s", base, msg)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fail(flmerr.ProxyNotRunning, "no FLM proxy answers at %s (start one with `flm proxy start`): %s", base, cleanErr(err))
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fail(flmerr.EngineTimeout, "no answer from the proxy at %s: %s", base, cleanErr(err))
+	}
+	return fail(flmerr.EngineNetworkError, "the proxy at %s closed the connection without answering (%s)", base, cleanErr(err))
+}
+
+// tlsFailure recognises an error of the TLS layer and says what went wrong
+// in the user's terms.
+func tlsFailure(err error) (string, bool) {
+	var (
+		unknown  x509.UnknownAuthorityError
+		host     x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		record   tls.RecordHeaderError
+		alert    tls.AlertError
+		verifErr *tls.CertificateVerificationError
+	)
+	switch {
+	case errors.As(err, &unknown):
+		return "its certificate is not signed by a CA this machine trusts, nor by the dev CA of this data dir (certs/ca.pem); a dev-selfsigned proxy of another data dir needs --data-dir", true
+	case errors.As(err, &host):
+		return "its certificate does not name this host: " + host.Error(), true
+	case errors.As(err, &invalid):
+		return "its certificate is not valid: " + invalid.Error(), true
+	case errors.As(err, &record), errors.Is(err, http.ErrSchemeMismatch):
+		// net/http turns a RecordHeaderError whose record looks like
+		// HTTP into ErrSchemeMismatch.
+		return "the server does not speak TLS (try http:// instead of https://)", true
+	case errors.As(err, &verifErr):
+		return "its certificate does not verify: " + verifErr.Err.Error(), true
+	case errors.As(err, &alert):
+		return "the server refused the TLS handshake: " + alert.Error(), true
+	}
+	return "", false
+}
+
+// watchedBody re-arms the watchdog after every read that brought data,
+// and keeps the first read error so that a broken connection is told apart
+// from content that does not decode.
+type watchedBody struct {
+	r   io.Reader
+	wd  *time.Timer
+	d   time.Duration
+	err error
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if n > 0 {
+		b.wd.Reset(b.d)
+	}
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// chatTarget picks the proxy: --url, else the first running proxy. The
+// client has no overall time limit (the caller's watchdog bounds silence
+// instead, so a long answer that keeps coming is never cut); connecting
+// gets 10 s, after which nothing answering is what it is.
 func (a *App) chatTarget(url string) (string, *http.Client, error) {
-	client := &http.Client{Timeout: 10 * time.Minute}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	// HTTP/1.1, as before: one chat is one request, and a connection cut
+	// mid-answer then reads as an unexpected EOF, not an HTTP/2 stream
+	// error.
+	tr.ForceAttemptHTTP2 = false
+	client := &http.Client{Transport: tr}
 	if url == "" {
 		// Never guess a port: 8080 may well be llama-server, and the key
 		// must only ever go to an FLM proxy.
@@ -128,7 +283,7 @@ func (a *App) chatTarget(url string) (string, *http.Client, error) {
 	if strings.HasPrefix(url, "https://") {
 		if dir, err := a.DataDir(); err == nil {
 			if pool, err := devtls.CAPool(devtls.FilesIn(filepath.Join(dir, "certs"))); err == nil {
-				client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+				tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 			}
 		}
 	}
@@ -194,8 +349,10 @@ func readWhole(body io.Reader, res *chatResult) error {
 }
 
 // readStream prints content deltas as they arrive (unless --json) and
-// collects the whole answer.
-func (c ChatCmd) readStream(a *App, body io.Reader, res *chatResult) error {
+// collects the whole answer. printed tells whether part of the answer is
+// already on stdout. A read error is returned as it is, for the caller to
+// explain; an answer that ends without [DONE] was cut.
+func (c ChatCmd) readStream(a *App, body io.Reader, res *chatResult) (printed bool, err error) {
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	var text strings.Builder
@@ -206,7 +363,7 @@ func (c ChatCmd) readStream(a *App, body io.Reader, res *chatResult) error {
 		}
 		if data == "[DONE]" {
 			res.Text = text.String()
-			return nil
+			return printed, nil
 		}
 		var ch struct {
 			Choices []struct {
@@ -224,7 +381,7 @@ func (c ChatCmd) readStream(a *App, body io.Reader, res *chatResult) error {
 			continue
 		}
 		if ch.Error != nil {
-			return flmerr.New(flmerr.EngineNetworkError, "the stream broke: %s", ch.Error.Message)
+			return printed, flmerr.New(flmerr.EngineNetworkError, "the stream broke: %s", ch.Error.Message)
 		}
 		if len(ch.Usage) > 0 && string(ch.Usage) != "null" {
 			res.Usage = ch.Usage
@@ -233,6 +390,7 @@ func (c ChatCmd) readStream(a *App, body io.Reader, res *chatResult) error {
 			text.WriteString(choice.Delta.Content)
 			if !c.JSON && choice.Delta.Content != "" {
 				fmt.Fprint(a.Stdout, choice.Delta.Content)
+				printed = true
 			}
 			if choice.FinishReason != nil {
 				res.FinishReason = *choice.FinishReason
@@ -240,7 +398,11 @@ func (c ChatCmd) readStream(a *App, body io.Reader, res *chatResult) error {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return flmerr.Wrap(err, flmerr.EngineNetworkError, "read the stream")
+		return printed, err
 	}
-	return flmerr.New(flmerr.EngineNetworkError, "the stream ended without [DONE]")
+	incomplete := "the answer is incomplete"
+	if printed {
+		incomplete = "the answer above is incomplete"
+	}
+	return printed, flmerr.New(flmerr.EngineNetworkError, "the answer was cut: the stream ended before [DONE]; %s", incomplete)
 }

@@ -57,16 +57,21 @@ func (c CheckCmd) Run(a *App) error {
 	for _, s := range datadir.Subdirs {
 		checkPerm(&ck, "data_dir."+s, filepath.Join(dir, s), 0o700)
 	}
+	var keys []store.Key
 	for _, k := range []store.Kind{store.Config, store.Security} {
 		d, ok := checkDB(a.ctx, &ck, a, k)
 		if !ok {
 			continue
 		}
 		if k == store.Security {
+			checkEncryption(&ck, d, dir)
 			checkSecurity(a.ctx, &ck, d)
+			if key := d.Key(); !key.IsZero() {
+				keys = append(keys, key)
+			}
 		}
 	}
-	checkBackups(a.ctx, &ck, filepath.Join(dir, "backups"))
+	checkBackups(a.ctx, &ck, filepath.Join(dir, "backups"), keys)
 
 	status := ck.status()
 	err = a.print(map[string]any{"status": status, "checks": ck.results}, func(w io.Writer) {
@@ -145,17 +150,49 @@ func checkSecurity(ctx context.Context, ck *checker, d *store.DB) {
 	}
 }
 
-func checkBackups(ctx context.Context, ck *checker, dir string) {
+// checkEncryption reports how security.db is protected: cipher, key
+// source, and whether the key sits in a file (a warning, like the one every
+// command prints).
+func checkEncryption(ck *checker, d *store.DB, dir string) {
+	e := d.Encryption()
+	if !e.Encrypted {
+		ck.add("security_db.encryption", "error", "%s is not encrypted", d.Path)
+		return
+	}
+	src := e.KeySource
+	msg := fmt.Sprintf("security.db is encrypted (%s, key id %s); key source: %s", e.Cipher, e.KeyID, src.Name)
+	switch {
+	case src.Warning != "":
+		ck.add("security_db.encryption", "warning", "%s. %s", msg, src.Warning)
+	case src.Kind == store.KeyEnv:
+		ck.add("security_db.encryption", "ok", "%s (the key is in this process's environment: keep it out of shell history, logs and images)", msg)
+	default:
+		ck.add("security_db.encryption", "ok", "%s", msg)
+	}
+	if kf := filepath.Join(dir, store.KeyFileName); src.Kind == store.KeyFile {
+		checkPerm(ck, "security_db.key_file", kf, 0o600)
+	}
+}
+
+func checkBackups(ctx context.Context, ck *checker, dir string, keys []store.Key) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		ck.add("backups", "error", "%v", flmerr.Wrap(err, flmerr.IOError, "read backups"))
 		return
 	}
-	list, _ := store.ListBackups(ctx, dir)
+	list, _ := store.ListBackups(ctx, dir, keys...)
 	valid := map[string]bool{}
 	for _, b := range list {
 		valid[filepath.Base(b.Path)] = true
-		checkPerm(ck, "backups."+filepath.Base(b.Path), b.Path, 0o600)
+		name := "backups." + filepath.Base(b.Path)
+		switch {
+		case b.KeyMismatch:
+			ck.add(name, "warning", "%s was made under another key (or is not a backup): import its key with `flm security import-db-key --file <key file>` to restore it", b.Path)
+			continue
+		case b.Kind == store.Security && !b.Encrypted:
+			ck.add(name, "warning", "%s is a security snapshot that is not encrypted (from an older flm); it holds key hashes and the policy in clear: delete it, or restore it and take a new backup", b.Path)
+		}
+		checkPerm(ck, name, b.Path, 0o600)
 	}
 	for _, e := range ents {
 		if !e.IsDir() && filepath.Ext(e.Name()) == ".db" && !valid[e.Name()] {

@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"runtime"
@@ -13,6 +16,7 @@ import (
 	"github.com/unjuno/flm/core/engine"
 	"github.com/unjuno/flm/core/engine/enginehttp"
 	"github.com/unjuno/flm/core/flmerr"
+	"github.com/unjuno/flm/core/proxyctl"
 	"github.com/unjuno/flm/core/settings"
 	llamacpp "github.com/unjuno/flm/engine-llamacpp"
 	lmstudio "github.com/unjuno/flm/engine-lmstudio"
@@ -142,17 +146,81 @@ type EnginesAddCmd struct {
 	APIKeyEnv string `name:"api-key-env" help:"Environment variable holding the engine's own API key (never stored)." placeholder:"VAR"`
 }
 
-// Run adds the endpoint.
+// Run adds the endpoint; running proxies route to it when this returns.
 func (c EnginesAddCmd) Run(a *App) error {
 	r, err := a.registry()
 	if err != nil {
+		return err
+	}
+	if err := refuseKnownURL(a.ctx, r, c.Kind, c.URL); err != nil {
 		return err
 	}
 	ep, err := r.Add(a.ctx, c.Kind, c.URL, c.ID, c.APIKeyEnv)
 	if err != nil {
 		return err
 	}
-	return a.print(ep, func(w io.Writer) { fmt.Fprintf(w, "Added %s (%s) at %s.\n", ep.ID, ep.Kind, ep.BaseURL) })
+	out := struct {
+		engine.Endpoint
+		Proxies []proxyctl.Result `json:"proxies"`
+	}{ep, a.applyToProxies(proxyctl.ReloadAll)}
+	return a.print(out, func(w io.Writer) {
+		fmt.Fprintf(w, "Added %s (%s) at %s.\n", ep.ID, ep.Kind, ep.BaseURL)
+		proxiesText(w, out.Proxies)
+	})
+}
+
+// refuseKnownURL refuses to add an engine FLM already checks at that URL:
+// the default endpoint of the same kind, or any user-added endpoint. A
+// second entry would serve every model twice, and bare model names would
+// become ambiguous.
+func refuseKnownURL(ctx context.Context, r *engine.Registry, kind, rawURL string) error {
+	k, err := engine.ParseKind(kind)
+	if err != nil {
+		return nil // Add reports it
+	}
+	base, err := engine.NormalizeURL(rawURL)
+	if err != nil {
+		return nil
+	}
+	eps, err := r.List(ctx)
+	if err != nil {
+		return err
+	}
+	key := engineURLKey(base)
+	for _, ep := range eps {
+		if engineURLKey(ep.BaseURL) != key {
+			continue
+		}
+		if ep.UserAdded {
+			return flmerr.New(flmerr.InvalidArgument, "engine %q already points at %s (added with `flm engines add`); to add it under another id or kind, remove it first with `flm engines remove %s`", ep.ID, ep.BaseURL, ep.ID)
+		}
+		if ep.Kind == k {
+			return flmerr.New(flmerr.InvalidArgument, "FLM already checks %s as the default %s engine %q (its models are flm://%s/<model>); use that id instead of adding the engine again", ep.BaseURL, engine.DisplayName(k), ep.ID, ep.ID)
+		}
+	}
+	return nil
+}
+
+// engineURLKey is the address an engine URL reaches: scheme and host
+// without case, the default port spelled out, no trailing slash, and
+// every loopback name (localhost, 127.0.0.1, [::1]) alike.
+func engineURLKey(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	scheme := strings.ToLower(u.Scheme)
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if a, err := netip.ParseAddr(host); err == nil && a.Unmap().IsLoopback() || host == "localhost" {
+		host = "loopback"
+	} else if err == nil {
+		host = a.Unmap().String()
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[scheme]
+	}
+	return scheme + "://" + host + ":" + port + strings.TrimRight(u.EscapedPath(), "/")
 }
 
 // EnginesListCmd is `flm engines list`.
@@ -195,7 +263,11 @@ func (c EnginesRemoveCmd) Run(a *App) error {
 	if err := r.Remove(a.ctx, c.ID); err != nil {
 		return err
 	}
-	return a.print(map[string]any{"id": c.ID, "removed": true}, func(w io.Writer) { fmt.Fprintf(w, "Removed %s.\n", c.ID) })
+	proxies := a.applyToProxies(proxyctl.ReloadAll)
+	return a.print(map[string]any{"id": c.ID, "removed": true, "proxies": proxies}, func(w io.Writer) {
+		fmt.Fprintf(w, "Removed %s.\n", c.ID)
+		proxiesText(w, proxies)
+	})
 }
 
 // ModelsCmd is `flm models`.

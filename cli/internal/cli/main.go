@@ -20,6 +20,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/unjuno/flm/cli/internal/datadir"
+	"github.com/unjuno/flm/cli/internal/keychain"
 	"github.com/unjuno/flm/cli/internal/store"
 	"github.com/unjuno/flm/core/flmerr"
 )
@@ -40,6 +41,8 @@ func OSEnv() Env {
 type Globals struct {
 	Format  string `enum:"json,text" default:"json" help:"Output format: json (default) or text."`
 	DataDir string `name:"data-dir" placeholder:"DIR" help:"Data directory (default: $FLM_DATA_DIR, else the OS default)."`
+	// KeySource is where security.db's key lives (dbkey.go).
+	KeySource string `name:"key-source" placeholder:"SOURCE" help:"Where security.db's key is kept: auto (the OS keychain, else the key file, with a warning), keychain, or file (default: $FLM_DB_KEY_SOURCE, else auto). FLM_DB_KEY=<64 hex digits> gives the key itself."`
 }
 
 // CLI is the whole command tree.
@@ -69,6 +72,10 @@ type App struct {
 	dbs     map[store.Kind]*store.DB
 	// lookPath finds executables (nil = exec.LookPath); tests replace it.
 	lookPath func(string) (string, error)
+	// keychain is the OS keychain (nil = the real one); tests replace it.
+	keychain keychain.OS
+	// warnings are printed with the command's output (dbkey.go).
+	warnings []warning
 }
 
 type exitCode int
@@ -167,9 +174,12 @@ func (a *App) fail(err error) int {
 		msg = "internal error: " + msg
 	}
 	if a.Format == "text" {
+		a.printWarningsText(a.Stderr)
 		fmt.Fprintf(a.Stderr, "error: %s\n  code: %s  request_id: %s\n", msg, code, a.reqID)
 	} else {
-		b, _ := json.Marshal(map[string]any{"error": map[string]string{"code": string(code), "message": msg, "request_id": a.reqID}})
+		out := map[string]any{"error": map[string]string{"code": string(code), "message": msg, "request_id": a.reqID}}
+		a.addWarnings(out)
+		b, _ := json.Marshal(out)
 		fmt.Fprintf(a.Stderr, "%s\n", b)
 	}
 	if code.UserError() {
@@ -182,9 +192,12 @@ func (a *App) fail(err error) int {
 func (a *App) print(data any, text func(w io.Writer)) error {
 	if a.Format == "text" && text != nil {
 		text(a.Stdout)
+		a.printWarningsText(a.Stdout)
 		return nil
 	}
-	b, err := json.Marshal(map[string]any{"version": "1.0", "data": data})
+	out := map[string]any{"version": "1.0", "data": data}
+	a.addWarnings(out)
+	b, err := json.Marshal(out)
 	if err != nil {
 		return flmerr.Wrap(err, flmerr.Internal, "encode output")
 	}
@@ -217,10 +230,11 @@ func (a *App) DB(kind store.Kind) (*store.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := store.Open(a.ctx, dir, kind)
+	d, err := store.Open(a.ctx, dir, kind, store.WithKeys(a.keyConfig(dir)))
 	if err != nil {
 		return nil, err
 	}
+	a.noteKeySource(d)
 	a.dbs[kind] = d
 	return d, nil
 }

@@ -2,25 +2,16 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/unjuno/flm/cli/internal/proc"
 	"github.com/unjuno/flm/cli/internal/store"
 	"github.com/unjuno/flm/core/apikey"
 	"github.com/unjuno/flm/core/engine"
@@ -37,7 +28,7 @@ type ProxyCmd struct {
 	Start  ProxyStartCmd  `cmd:"" help:"Start the proxy (in the background unless --foreground)."`
 	Stop   ProxyStopCmd   `cmd:"" help:"Stop proxies gracefully."`
 	Status ProxyStatusCmd `cmd:"" help:"Show running proxies."`
-	Reload ProxyReloadCmd `cmd:"" help:"Re-read policy, keys and engines without dropping connections."`
+	Reload ProxyReloadCmd `cmd:"" help:"Make proxies apply the stored policy, keys and engines now, without dropping connections."`
 }
 
 // ProxyStartCmd is `flm proxy start`.
@@ -63,6 +54,7 @@ type ProxyStartCmd struct {
 // file is kept).
 const accessLogMax = 20 << 20
 
+// config binds the flags (port: flag, else the proxy.port setting).
 func (c ProxyStartCmd) config(a *App) (proxyctl.Config, error) {
 	cfg := proxyctl.Config{
 		Mode: proxyctl.Mode(c.Mode), Port: c.Port, Bind: c.Bind,
@@ -78,83 +70,7 @@ func (c ProxyStartCmd) config(a *App) (proxyctl.Config, error) {
 			return cfg, err
 		}
 	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, flmerr.New(flmerr.ProxyInvalidConfig, "%v", err)
-	}
-	switch cfg.Mode {
-	case proxyctl.HTTPSACME, proxyctl.PackagedCA:
-		return cfg, flmerr.New(flmerr.ProxyInvalidConfig, "mode %s is not available yet; use local-http or dev-selfsigned", cfg.Mode)
-	}
-	if cfg.Egress.Mode != proxyctl.EgressDirect {
-		return cfg, flmerr.New(flmerr.ProxyInvalidConfig, "egress mode %s is not available yet; use direct", cfg.Egress.Mode)
-	}
 	return cfg, nil
-}
-
-// preflight refuses what would fail or be unsafe, before any process
-// starts: a proxy already on the port, a port held by something else, and
-// binding beyond loopback without an active key.
-func (a *App) preflight(cfg proxyctl.Config) error {
-	handles, err := a.liveHandles()
-	if err != nil {
-		return err
-	}
-	for _, h := range handles {
-		if h.Port == cfg.Port || (cfg.HTTPSPort() != 0 && (h.Port == cfg.HTTPSPort() || h.HTTPSPort == cfg.Port)) {
-			return flmerr.New(flmerr.ProxyAlreadyRun, "an FLM proxy (%s, pid %d) already runs on port %d; stop it with `flm proxy stop --port %d`", h.ID, h.PID, h.Port, h.Port)
-		}
-	}
-	for _, p := range []int{cfg.Port, cfg.HTTPSPort()} {
-		if p == 0 {
-			continue
-		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Bind, strconv.Itoa(p)))
-		if err != nil {
-			return a.portInUse(p, err)
-		}
-		ln.Close()
-	}
-	if !cfg.Loopback() {
-		svc, err := a.keys()
-		if err != nil {
-			return err
-		}
-		recs, err := svc.List(a.ctx)
-		if err != nil {
-			return err
-		}
-		if !slices.ContainsFunc(recs, apikey.Record.Active) {
-			return flmerr.New(flmerr.ProxyInvalidConfig, "binding to %s exposes the gateway beyond this machine; create an API key first (`flm api-keys create --label <device>`)", cfg.Bind)
-		}
-		if cfg.Mode == proxyctl.LocalHTTP {
-			fmt.Fprintf(a.Stderr, "warning: local-http on %s sends prompts and keys unencrypted over the network; prefer --mode dev-selfsigned\n", cfg.Bind)
-		}
-	}
-	return nil
-}
-
-// portInUse names what holds the port when it is a detected engine.
-func (a *App) portInUse(port int, cause error) error {
-	msg := fmt.Sprintf("port %d is in use", port)
-	if det, err := a.detector(); err == nil {
-		if states, err := det.Detect(a.ctx, engine.DetectOptions{}); err == nil {
-			for _, s := range states {
-				if engine.Running(s.Status.State) && s.BaseURL != "" && portOf(s.BaseURL) == port {
-					msg = fmt.Sprintf("port %d is in use by %s (detected at %s)", port, engine.DisplayName(s.Kind), s.BaseURL)
-				}
-			}
-		}
-	}
-	return &flmerr.Error{Code: flmerr.ProxyPortInUse, Message: msg + "; choose another with --port", Err: cause}
-}
-
-func portOf(rawURL string) int {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(u.Port())
-	return n
 }
 
 // Run starts the proxy.
@@ -163,171 +79,31 @@ func (c ProxyStartCmd) Run(a *App) error {
 	if err != nil {
 		return err
 	}
-	if err := a.preflight(cfg); err != nil {
+	svc, err := a.proxyService()
+	if err != nil {
 		return err
+	}
+	warnings, err := svc.Preflight(a.ctx, cfg)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(a.Stderr, "warning: %s\n", w)
 	}
 	if c.Foreground {
-		return a.runForeground(cfg, c.AccessLog)
+		return a.runForeground(svc, cfg, c.AccessLog)
 	}
-	return a.startBackground(cfg)
-}
-
-func handleID(port int) string { return "proxy-" + strconv.Itoa(port) }
-
-// startBackground re-runs flm with --foreground in its own session and
-// waits until the child answers /health and has recorded its handle.
-func (a *App) startBackground(cfg proxyctl.Config) error {
-	dir, err := a.DataDir()
+	h, err := svc.StartBackground(a.ctx, cfg)
 	if err != nil {
-		return err
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return flmerr.Wrap(err, flmerr.Internal, "find the flm executable")
-	}
-	logPath := filepath.Join(dir, "logs", fmt.Sprintf("proxy-%d.log", cfg.Port))
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return flmerr.Wrap(err, flmerr.IOError, "open proxy log")
-	}
-	defer logf.Close()
-	args := []string{"--data-dir", dir, "proxy", "start", "--foreground", "--port", strconv.Itoa(cfg.Port),
-		"--mode", string(cfg.Mode), "--bind", cfg.Bind, "--egress-mode", string(cfg.Egress.Mode),
-		"--access-log", filepath.Join(dir, "logs", fmt.Sprintf("access-%d.log", cfg.Port))}
-	for flag, v := range map[string]string{"--socks5-endpoint": cfg.Egress.SOCKS5Endpoint, "--acme-email": cfg.ACMEEmail,
-		"--acme-domain": cfg.ACMEDomain, "--challenge": cfg.ACMEChallenge, "--dns-provider": cfg.DNSProvider} {
-		if v != "" {
-			args = append(args, flag, v)
-		}
-	}
-	if cfg.Egress.FailOpen {
-		args = append(args, "--egress-fail-open")
-	}
-	env := append(os.Environ(), "FLM_DATA_DIR="+dir)
-	p, err := proc.StartDetached(exe, args, env, logf)
-	if err != nil {
-		return flmerr.Wrap(err, flmerr.Internal, "start the proxy process")
-	}
-	pid := p.Pid // Release clears it
-	_ = p.Release()
-	h, err := a.waitReady(cfg, pid, logPath, 20*time.Second)
-	if err != nil {
-		if proc.Alive(pid) {
-			_ = proc.Kill(pid)
-		}
 		return err
 	}
 	return a.printHandles([]proxyctl.Handle{h}, true)
 }
 
-func (a *App) waitReady(cfg proxyctl.Config, pid int, logPath string, timeout time.Duration) (proxyctl.Handle, error) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if !proc.Alive(pid) {
-			return proxyctl.Handle{}, childError(logPath)
-		}
-		handles, err := a.handleStore()
-		if err != nil {
-			return proxyctl.Handle{}, err
-		}
-		list, err := handles.List(a.ctx)
-		if err != nil {
-			return proxyctl.Handle{}, err
-		}
-		for _, h := range list {
-			if h.ID == handleID(cfg.Port) && h.PID == pid && a.healthy(h) {
-				h.Running = true
-				return h, nil
-			}
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	return proxyctl.Handle{}, flmerr.New(flmerr.ProxyInvalidConfig, "the proxy did not answer /health within %v (log: %s)", timeout, logPath)
-}
-
-// childError reports why the proxy process exited during start: its own
-// error object (the last line of its log) with its code, when it wrote one.
-func childError(logPath string) error {
-	line := lastLine(logPath)
-	var e struct {
-		Error struct {
-			Code    flmerr.Code `json:"code"`
-			Message string      `json:"message"`
-		} `json:"error"`
-	}
-	if json.Unmarshal([]byte(line), &e) == nil && e.Error.Code != "" {
-		return flmerr.New(e.Error.Code, "the proxy exited during start: %s (log: %s)", e.Error.Message, logPath)
-	}
-	return flmerr.New(flmerr.ProxyInvalidConfig, "the proxy exited during start: %s (log: %s)", line, logPath)
-}
-
-// lastLine returns the last non-empty line of a log, for start errors.
-func lastLine(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "no log"
-	}
-	lines := strings.Split(string(b), "\n")
-	for i := len(lines) - 1; i >= 0; i-- {
-		if lines[i] != "" {
-			if len(lines[i]) > 400 {
-				return lines[i][:400]
-			}
-			return lines[i]
-		}
-	}
-	return "no log"
-}
-
-func (a *App) handleStore() (store.Handles, error) {
-	d, err := a.DB(store.Config)
-	if err != nil {
-		return store.Handles{}, err
-	}
-	return store.Handles{DB: d}, nil
-}
-
-// healthClient checks /health: over HTTPS in TLS modes, trusting the dev
-// CA in certs/.
-func (a *App) healthClient(h proxyctl.Handle) (*http.Client, string) {
-	c := &http.Client{Timeout: 2 * time.Second}
-	url := h.URLs.Local
-	if h.HTTPSPort != 0 {
-		if dir, err := a.DataDir(); err == nil {
-			if pool, err := devtls.CAPool(devtls.FilesIn(filepath.Join(dir, "certs"))); err == nil {
-				c.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
-			}
-		}
-	}
-	return c, url + "/health"
-}
-
-// healthy reports whether the handle's proxy answers /health as that very
-// process (same instance id).
-func (a *App) healthy(h proxyctl.Handle) bool {
-	c, url := a.healthClient(h)
-	resp, err := c.Get(url)
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1024))
-	return resp.StatusCode == http.StatusOK && h.InstanceID != "" && resp.Header.Get("X-Flm-Instance") == h.InstanceID
-}
-
-// ours reports whether pid is still the proxy process of h, as far as the
-// OS can tell: a pid can be reused by an unrelated process after a crash,
-// and that process must never get our signals.
-func (a *App) ours(h proxyctl.Handle) bool {
-	if a.healthy(h) {
-		return true
-	}
-	has, known := proc.CmdlineHas(h.PID, "proxy", "start", "--foreground", "--port", strconv.Itoa(h.Port))
-	return known && has
-}
-
-// runForeground serves until SIGINT/SIGTERM, reloading on SIGHUP.
-func (a *App) runForeground(cfg proxyctl.Config, accessLogPath string) error {
+// runForeground serves until SIGINT/SIGTERM. Reloads come over the control
+// channel (exact: the caller learns when they applied); SIGHUP still
+// reloads, for `kill -HUP` and service managers.
+func (a *App) runForeground(svc *proxyctl.Service, cfg proxyctl.Config, accessLogPath string) error {
 	// Signals are caught before anything is announced: a reload sent the
 	// moment `proxy start` returns must not end the process.
 	sigs := make(chan os.Signal, 4)
@@ -349,7 +125,16 @@ func (a *App) runForeground(cfg proxyctl.Config, accessLogPath string) error {
 	if err != nil {
 		return err
 	}
-	bodyLimit, err := cfgSvc.Int(a.ctx, settings.ProxyBodyLimitBytes)
+	var bodyLimit, writeTimeout, idleTimeout int
+	for _, s := range []struct {
+		key string
+		v   *int
+	}{{settings.ProxyBodyLimitBytes, &bodyLimit}, {settings.ProxyStreamWriteTimeoutS, &writeTimeout}, {settings.ProxyStreamIdleTimeoutS, &idleTimeout}} {
+		if *s.v, err = cfgSvc.Int(a.ctx, s.key); err != nil {
+			return err
+		}
+	}
+	token, err := proxyctl.NewToken()
 	if err != nil {
 		return err
 	}
@@ -367,7 +152,8 @@ func (a *App) runForeground(cfg proxyctl.Config, accessLogPath string) error {
 	defer access.Close()
 	opts := proxy.Options{
 		Config: cfg, Source: src, Audit: store.Audit{DB: sec}, BodyLimit: int64(bodyLimit), Getenv: a.Getenv,
-		Logger: slog.New(slog.NewJSONHandler(a.Stderr, nil)), AccessLog: access, InstanceID: instance,
+		Logger: slog.New(slog.NewJSONHandler(a.Stderr, nil)), AccessLog: access, InstanceID: instance, ControlToken: token,
+		StreamWriteTimeout: time.Duration(writeTimeout) * time.Second, StreamIdleTimeout: time.Duration(idleTimeout) * time.Second,
 	}
 	if cfg.Mode == proxyctl.DevSelfSigned {
 		files, err := devtls.Ensure(filepath.Join(dir, "certs"), devtls.Hosts(cfg.Bind), time.Now())
@@ -385,24 +171,21 @@ func (a *App) runForeground(cfg proxyctl.Config, accessLogPath string) error {
 	lns, err := srv.Listen()
 	if err != nil {
 		if flmerr.Is(err, flmerr.ProxyPortInUse) {
-			return a.portInUse(cfg.Port, err)
+			return svc.PortInUse(a.ctx, cfg.Port, err)
 		}
 		return err
 	}
 	if err := srv.Serve(lns); err != nil {
 		return err
 	}
-	h := newHandle(cfg, os.Getpid())
-	h.InstanceID = instance
-	handles, err := a.handleStore()
+	h, err := svc.Register(a.ctx, cfg, proxyctl.Registration{
+		PID: os.Getpid(), InstanceID: instance, Control: proxyctl.Control{Addr: srv.ControlAddr(), Token: token},
+	})
 	if err != nil {
-		return err
-	}
-	if err := handles.Save(a.ctx, h, cfg); err != nil {
 		_ = srv.Shutdown(context.Background())
 		return err
 	}
-	defer func() { _ = handles.Remove(context.Background(), h.ID) }()
+	defer func() { _ = svc.Unregister(context.Background(), h.ID) }()
 	if err := a.printHandles([]proxyctl.Handle{h}, true); err != nil {
 		return err
 	}
@@ -421,76 +204,13 @@ func (a *App) runForeground(cfg proxyctl.Config, accessLogPath string) error {
 	return srv.Shutdown(context.Background())
 }
 
-// newHandle describes a proxy; URLs never show 0.0.0.0.
-func newHandle(cfg proxyctl.Config, pid int) proxyctl.Handle {
-	scheme, port := "http", cfg.Port
-	if cfg.HTTPSPort() != 0 {
-		scheme, port = "https", cfg.HTTPSPort()
-	}
-	url := func(host string) string { return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(port)) }
-	h := proxyctl.Handle{
-		ID: handleID(cfg.Port), PID: pid, Port: cfg.Port, HTTPSPort: cfg.HTTPSPort(), Mode: cfg.Mode,
-		ListenAddr: net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port)), Egress: cfg.Egress,
-		StartedAt: time.Now().UTC().Truncate(time.Millisecond), Running: true,
-	}
-	switch {
-	case cfg.Loopback():
-		h.URLs.Local = url(cfg.Bind)
-	case cfg.Bind == "0.0.0.0" || cfg.Bind == "::":
-		h.URLs.Local = url("127.0.0.1")
-		if lan := lanAddr(); lan != "" {
-			h.URLs.LAN = url(lan)
-		}
-	default:
-		h.URLs.Local = url(cfg.Bind)
-		h.URLs.LAN = url(cfg.Bind)
-	}
-	if cfg.Mode == proxyctl.HTTPSACME && cfg.ACMEDomain != "" {
-		h.URLs.External = "https://" + net.JoinHostPort(cfg.ACMEDomain, strconv.Itoa(cfg.HTTPSPort()))
-	}
-	return h
-}
-
-// lanAddr is the first private IPv4 address of an up interface.
-func lanAddr() string {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return ""
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsPrivate() {
-			return n.IP.String()
-		}
-	}
-	return ""
-}
-
-// liveHandles returns handles of running proxies and forgets the ones
-// whose process is gone.
+// liveHandles returns handles of running proxies (chat picks one).
 func (a *App) liveHandles() ([]proxyctl.Handle, error) {
-	handles, err := a.handleStore()
+	svc, err := a.proxyService()
 	if err != nil {
 		return nil, err
 	}
-	list, err := handles.List(a.ctx)
-	if err != nil {
-		return nil, err
-	}
-	var live []proxyctl.Handle
-	for _, h := range list {
-		if !proc.Alive(h.PID) || !a.ours(h) {
-			if err := handles.Remove(a.ctx, h.ID); err != nil && !flmerr.Is(err, flmerr.DBReadOnly) {
-				return nil, err
-			}
-			continue
-		}
-		h.Running = a.healthy(h)
-		if !h.Running {
-			h.LastError = "the process is alive but /health does not answer"
-		}
-		live = append(live, h)
-	}
-	return live, nil
+	return svc.Live(a.ctx)
 }
 
 func (a *App) printHandles(hs []proxyctl.Handle, single bool) error {
@@ -533,65 +253,22 @@ type selector struct {
 	All      bool   `help:"Every running proxy."`
 }
 
-func (s selector) pick(a *App) ([]proxyctl.Handle, error) {
-	n := 0
-	for _, set := range []bool{s.Port != 0, s.HandleID != "", s.All} {
-		if set {
-			n++
-		}
-	}
-	if n != 1 {
-		return nil, flmerr.New(flmerr.InvalidArgument, "give exactly one of --port, --handle-id or --all")
-	}
-	live, err := a.liveHandles()
-	if err != nil {
-		return nil, err
-	}
-	var out []proxyctl.Handle
-	for _, h := range live {
-		if s.All || h.Port == s.Port || h.ID == s.HandleID {
-			out = append(out, h)
-		}
-	}
-	if len(out) == 0 && !s.All {
-		return nil, flmerr.New(flmerr.ProxyNotRunning, "no FLM proxy matches; `flm proxy status` lists the running ones")
-	}
-	return out, nil
+func (s selector) sel() proxyctl.Selector {
+	return proxyctl.Selector{Port: s.Port, HandleID: s.HandleID, All: s.All}
 }
 
 // ProxyStopCmd is `flm proxy stop`.
 type ProxyStopCmd struct{ selector }
 
-// stopWait covers the proxy's 5 s grace for streams plus its shutdown.
-const stopWait = proxy.ShutdownGrace + 3*time.Second
-
-// Run stops the selected proxies gracefully (SIGTERM, then SIGKILL after
-// the grace period).
+// Run stops the selected proxies gracefully.
 func (c ProxyStopCmd) Run(a *App) error {
-	hs, err := c.pick(a)
+	svc, err := a.proxyService()
 	if err != nil {
 		return err
 	}
-	handles, err := a.handleStore()
+	stopped, err := svc.Stop(a.ctx, c.sel())
 	if err != nil {
 		return err
-	}
-	stopped := []string{}
-	var errs []error
-	for _, h := range hs {
-		if err := proc.Terminate(h.PID); err != nil && proc.Alive(h.PID) {
-			errs = append(errs, fmt.Errorf("%s: %w", h.ID, err))
-			continue
-		}
-		if !proc.WaitExit(h.PID, stopWait) {
-			_ = proc.Kill(h.PID)
-			proc.WaitExit(h.PID, time.Second)
-		}
-		_ = handles.Remove(a.ctx, h.ID)
-		stopped = append(stopped, h.ID)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return flmerr.Wrap(err, flmerr.Internal, "stop")
 	}
 	return a.print(map[string]any{"stopped": stopped}, func(w io.Writer) {
 		fmt.Fprintf(w, "Stopped %d proxy(ies).\n", len(stopped))
@@ -601,30 +278,46 @@ func (c ProxyStopCmd) Run(a *App) error {
 // ProxyReloadCmd is `flm proxy reload`.
 type ProxyReloadCmd struct{ selector }
 
-// Run signals the selected proxies to reload.
+type reloadFailure struct {
+	HandleID string      `json:"handle_id"`
+	Code     flmerr.Code `json:"code"`
+	Error    string      `json:"error"`
+}
+
+// Run makes the selected proxies apply the stored keys, policy and engines
+// and returns once each answered. It exits 1 when any did not apply them.
 func (c ProxyReloadCmd) Run(a *App) error {
-	hs, err := c.pick(a)
+	svc, err := a.proxyService()
 	if err != nil {
 		return err
 	}
-	type failure struct {
-		HandleID string `json:"handle_id"`
-		Error    string `json:"error"`
+	res, err := svc.Reload(a.ctx, c.sel(), proxyctl.ReloadAll)
+	if err != nil {
+		return err
 	}
-	reloaded, failures := []string{}, []failure{}
-	for _, h := range hs {
-		if err := proc.Reload(h.PID); err != nil {
-			failures = append(failures, failure{h.ID, err.Error()})
-			continue
+	reloaded, failures := []string{}, []reloadFailure{}
+	for _, r := range res {
+		if r.OK() {
+			reloaded = append(reloaded, r.HandleID)
+		} else {
+			failures = append(failures, reloadFailure{r.HandleID, r.Code, r.Error})
 		}
-		reloaded = append(reloaded, h.ID)
 	}
-	return a.print(map[string]any{"reloaded": reloaded, "total": len(hs), "errors": failures}, func(w io.Writer) {
-		fmt.Fprintf(w, "Reloaded %d of %d proxy(ies).\n", len(reloaded), len(hs))
+	err = a.print(map[string]any{"reloaded": reloaded, "total": len(res), "errors": failures, "proxies": res}, func(w io.Writer) {
+		fmt.Fprintf(w, "Reloaded %d of %d proxy(ies).\n", len(reloaded), len(res))
+		for _, r := range res {
+			if r.OK() {
+				fmt.Fprintf(w, "%s: generation %d, %d active key(s), %d engine(s), %d model(s)\n", r.HandleID, r.Applied.Generation, r.Applied.ActiveKeys, r.Applied.Engines, r.Applied.Models)
+			}
+		}
 		for _, f := range failures {
 			fmt.Fprintf(w, "%s: %s\n", f.HandleID, f.Error)
 		}
 	})
+	if err == nil && len(failures) > 0 {
+		return reported(1)
+	}
+	return err
 }
 
 // proxySource feeds a running proxy from the stores and the detector.

@@ -3,9 +3,12 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +24,8 @@ import (
 
 	"github.com/unjuno/flm/cli/internal/proc"
 	"github.com/unjuno/flm/cli/internal/store"
+	"github.com/unjuno/flm/core/flmerr"
+	"github.com/unjuno/flm/core/policy"
 	"github.com/unjuno/flm/core/proxyctl"
 	"github.com/unjuno/flm/tools/enginefake"
 )
@@ -331,5 +336,275 @@ func TestPIDReuseNeverSignalled(t *testing.T) {
 	startProxyProc(t, dir, "--port", fmt.Sprint(port))
 	if _, err := flmProc(t, dir, "proxy", "stop", "--all"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// flmData runs the real binary and decodes its data envelope.
+func flmData(t *testing.T, dir string, v any, args ...string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	out, err := flmProc(t, dir, args...)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("flm %v: %v\n%s", args, err, out)
+	}
+	env := struct{ Data any }{Data: v}
+	if err := json.Unmarshal(out, &env); err != nil {
+		t.Fatalf("flm %v printed %s", args, out)
+	}
+	return took
+}
+
+type proxiesOut struct {
+	Proxies []proxyctl.Result `json:"proxies"`
+}
+
+// appliedBy checks a command's "proxies" field: every running proxy (ids)
+// applied the change.
+func appliedBy(t *testing.T, what string, out proxiesOut, ids ...string) {
+	t.Helper()
+	if len(out.Proxies) != len(ids) {
+		t.Fatalf("%s: proxies = %+v, want %v", what, out.Proxies, ids)
+	}
+	for i, r := range out.Proxies {
+		if r.HandleID != ids[i] || !r.OK() {
+			t.Fatalf("%s: proxy %d = %+v", what, i, r)
+		}
+	}
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// The script of issue 8: set a policy, reload, request at once — 100 times
+// in a row, alternating allow and deny of 127.0.0.1 — never sees the old
+// policy. The policy is set three ways: with `security policy set`, then
+// `proxy reload`; written straight to security.db (as another program or
+// a restored backup would), then `proxy reload`; and with `security policy
+// set` alone, which must itself return only once the proxy applied it.
+func TestReloadIsExact(t *testing.T) {
+	dir := t.TempDir()
+	k := createKey(t, dir, "k")
+	h := startProxyProc(t, dir, "--port", fmt.Sprint(freePort(t)))
+	ctx := context.Background()
+	docs := []string{`{"ip_whitelist":["127.0.0.1"]}`, `{"ip_whitelist":["10.0.0.0/8"]}`}
+	wantStatus := []int{200, 403}
+	var reloads []time.Duration
+	for i := range 100 {
+		doc := docs[i%2]
+		p, err := policy.Parse([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch i % 3 {
+		case 0, 2:
+			var set proxiesOut
+			flmData(t, dir, &set, "security", "policy", "set", "--json", doc)
+			appliedBy(t, "policy set", set, h.ID)
+			if got := set.Proxies[0].Applied.PolicySHA256; got != sha256Hex(p.Document()) {
+				t.Fatalf("#%d: policy set: the proxy applied policy %s, not the one stored", i, got)
+			}
+		case 1:
+			d, err := store.Open(ctx, dir, store.Security)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := (&policy.Service{Store: store.Policy{DB: d}}).Set(ctx, []byte(doc)); err != nil {
+				t.Fatal(err)
+			}
+			d.Close()
+		}
+		if i%3 != 2 {
+			var rel struct {
+				Reloaded []string          `json:"reloaded"`
+				Proxies  []proxyctl.Result `json:"proxies"`
+			}
+			reloads = append(reloads, flmData(t, dir, &rel, "proxy", "reload", "--all"))
+			if len(rel.Reloaded) != 1 || len(rel.Proxies) != 1 || rel.Proxies[0].Applied.PolicySHA256 != sha256Hex(p.Document()) {
+				t.Fatalf("#%d: reload = %+v", i, rel)
+			}
+		}
+		if code, body := httpGet(t, h.URLs.Local+"/v1/models", k.PlainKey); code != wantStatus[i%2] {
+			t.Fatalf("#%d: the request right after %s got %d (%s): the old policy was still in force", i, doc, code, body)
+		}
+	}
+	slices.Sort(reloads)
+	t.Logf("flm proxy reload (whole command, process start to exit): median %v, max %v over %d runs", reloads[len(reloads)/2], reloads[len(reloads)-1], len(reloads))
+}
+
+// Keys apply on the very next request: a key just created works, a
+// revoked (or rotated-out) key does not.
+func TestAPIKeysApplyAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	createKey(t, dir, "first") // a proxy needs no key on loopback; this one is not used
+	h := startProxyProc(t, dir, "--port", fmt.Sprint(freePort(t)))
+	for round := range 5 {
+		var k struct {
+			issued
+			proxiesOut
+		}
+		flmData(t, dir, &k, "api-keys", "create", "--label", fmt.Sprint("r", round))
+		appliedBy(t, "create", k.proxiesOut, h.ID)
+		if code, _ := httpGet(t, h.URLs.Local+"/v1/models", k.PlainKey); code != 200 {
+			t.Fatalf("round %d: a key just created got %d on the next request", round, code)
+		}
+		var rot struct {
+			issued
+			proxiesOut
+		}
+		flmData(t, dir, &rot, "api-keys", "rotate", k.ID)
+		appliedBy(t, "rotate", rot.proxiesOut, h.ID)
+		if code, _ := httpGet(t, h.URLs.Local+"/v1/models", k.PlainKey); code != 401 {
+			t.Fatalf("round %d: a rotated-out key got %d", round, code)
+		}
+		if code, _ := httpGet(t, h.URLs.Local+"/v1/models", rot.PlainKey); code != 200 {
+			t.Fatalf("round %d: the replacement key got %d", round, code)
+		}
+		var rev proxiesOut
+		flmData(t, dir, &rev, "api-keys", "revoke", rot.ID)
+		appliedBy(t, "revoke", rev, h.ID)
+		if code, _ := httpGet(t, h.URLs.Local+"/v1/models", rot.PlainKey); code != 401 {
+			t.Fatalf("round %d: a revoked key got %d on the next request", round, code)
+		}
+	}
+}
+
+// A proxy that cannot apply a change is named in the output, and the
+// change is stored all the same; `proxy reload` then exits 1.
+func TestProxyThatDidNotApplyIsReported(t *testing.T) {
+	dir := t.TempDir()
+	h := startProxyProc(t, dir, "--port", fmt.Sprint(freePort(t)))
+	// Stopped: alive, still our proxy, but it answers nothing.
+	if err := syscall.Kill(h.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(h.PID, syscall.SIGCONT)
+	var k struct {
+		issued
+		proxiesOut
+	}
+	start := time.Now()
+	flmData(t, dir, &k, "api-keys", "create", "--label", "while stopped")
+	if len(k.Proxies) != 1 || k.Proxies[0].OK() || k.Proxies[0].HandleID != h.ID || k.Proxies[0].Code != flmerr.ProxyNotRunning {
+		t.Fatalf("proxies = %+v", k.Proxies)
+	}
+	t.Logf("create with a stopped proxy took %v", time.Since(start))
+	out, err := flmProc(t, dir, "proxy", "reload", "--all")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !bytes.Contains(out, []byte(`"errors":[{"handle_id":"`+h.ID)) {
+		t.Fatalf("reload of a stopped proxy: %v %s", err, out)
+	}
+	if err := syscall.Kill(h.PID, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	// Once it runs again, the stored key works after a reload.
+	var rel proxiesOut
+	flmData(t, dir, &rel, "proxy", "reload", "--all")
+	appliedBy(t, "reload", rel, h.ID)
+	if code, _ := httpGet(t, h.URLs.Local+"/v1/models", k.PlainKey); code != 200 {
+		t.Fatalf("the key created meanwhile got %d", code)
+	}
+}
+
+// Engines apply at once too: a removed engine no longer makes a bare model
+// name ambiguous, an added one serves on the next request.
+func TestEnginesApplyAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	a := fake(t, enginefake.Options{Kind: enginefake.LlamaCpp, Models: []enginefake.Model{{Name: "tiny"}}})
+	b := fake(t, enginefake.Options{Kind: enginefake.LlamaCpp, Models: []enginefake.Model{{Name: "tiny"}}})
+	c := fake(t, enginefake.Options{Kind: enginefake.LlamaCpp, Models: []enginefake.Model{{Name: "fresh"}}})
+	ok(t, dir, "engines", "add", "--kind", "llamacpp", "--url", a.URL(), "--id", "lc-a")
+	ok(t, dir, "engines", "add", "--kind", "llamacpp", "--url", b.URL(), "--id", "lc-b")
+	k := createKey(t, dir, "k")
+	h := startProxyProc(t, dir, "--port", fmt.Sprint(freePort(t)))
+	chat := func(model string) (int, []byte) {
+		req, _ := http.NewRequest("POST", h.URLs.Local+"/v1/chat/completions", strings.NewReader(`{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Authorization", "Bearer "+k.PlainKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, body
+	}
+	if code, body := chat("tiny"); code != 400 || !bytes.Contains(body, []byte("lc-b")) {
+		t.Fatalf("two engines serve tiny: %d %s", code, body)
+	}
+	var rm proxiesOut
+	flmData(t, dir, &rm, "engines", "remove", "lc-b")
+	appliedBy(t, "engines remove", rm, h.ID)
+	if code, body := chat("tiny"); code != 200 {
+		t.Fatalf("after engines remove, tiny is still ambiguous: %d %s", code, body)
+	}
+	var rel proxiesOut
+	flmData(t, dir, &rel, "proxy", "reload", "--all")
+	if code, body := chat("tiny"); code != 200 || rel.Proxies[0].Applied.Engines != 1 {
+		t.Fatalf("after reload: %d %s (%+v)", code, body, rel.Proxies)
+	}
+	before := len(c.Requests())
+	var add struct {
+		ID string `json:"id"`
+		proxiesOut
+	}
+	flmData(t, dir, &add, "engines", "add", "--kind", "llamacpp", "--url", c.URL(), "--id", "lc-c")
+	appliedBy(t, "engines add", add.proxiesOut, h.ID)
+	if add.ID != "lc-c" || add.Proxies[0].Applied.Engines != 2 || add.Proxies[0].Applied.Models != 2 {
+		t.Fatalf("engines add = %+v", add)
+	}
+	// Detected by the add's reload, not by a miss on this request.
+	if len(c.Requests()) == before {
+		t.Fatal("the added engine was not contacted before engines add returned")
+	}
+	if code, body := chat("fresh"); code != 200 {
+		t.Fatalf("the added engine's model: %d %s", code, body)
+	}
+}
+
+// The control token never leaves config.db: not in status, start's output,
+// or any log.
+func TestProxyControlTokenStaysInConfigDB(t *testing.T) {
+	dir := t.TempDir()
+	out, err := flmProc(t, dir, "proxy", "start", "--port", fmt.Sprint(freePort(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env struct{ Data proxyctl.Handle }
+	if err := json.Unmarshal(out, &env); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proc.Kill(env.Data.PID) })
+	d, err := store.Open(context.Background(), dir, store.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := (store.Handles{DB: d}).List(context.Background())
+	d.Close()
+	if err != nil || len(hs) != 1 || len(hs[0].Control.Token) != 64 || !proxyctl.LoopbackAddr(hs[0].Control.Addr) {
+		t.Fatalf("stored handle = %+v, %v", hs, err)
+	}
+	token := hs[0].Control.Token
+	status, _ := flmProc(t, dir, "proxy", "status")
+	text, _ := flmProc(t, dir, "--format", "text", "proxy", "status")
+	reload, _ := flmProc(t, dir, "proxy", "reload", "--all")
+	for what, b := range map[string][]byte{"start": out, "status": status, "status text": text, "reload": reload} {
+		if bytes.Contains(b, []byte(token)) {
+			t.Fatalf("%s prints the control token", what)
+		}
+	}
+	if _, err := flmProc(t, dir, "proxy", "stop", "--all"); err != nil {
+		t.Fatal(err)
+	}
+	logs, _ := os.ReadDir(filepath.Join(dir, "logs"))
+	for _, e := range logs {
+		b, _ := os.ReadFile(filepath.Join(dir, "logs", e.Name()))
+		if bytes.Contains(b, []byte(token)) {
+			t.Fatalf("logs/%s holds the control token", e.Name())
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "config.db")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("config.db mode: %v %v", fi.Mode(), err)
 	}
 }

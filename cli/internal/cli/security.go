@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/unjuno/flm/cli/internal/store"
@@ -17,6 +19,10 @@ import (
 type SecurityCmd struct {
 	Policy PolicyCmd `cmd:"" help:"Show or replace the security policy."`
 	Backup BackupCmd `cmd:"" help:"Snapshot and restore the databases."`
+
+	RotateDBKey RotateDBKeyCmd `cmd:"" name:"rotate-db-key" help:"Re-encrypt security.db and its backups under a new key."`
+	ExportDBKey ExportDBKeyCmd `cmd:"" name:"export-db-key" help:"Write security.db's key to a file (to move the data dir to another machine)."`
+	ImportDBKey ImportDBKeyCmd `cmd:"" name:"import-db-key" help:"Make a key from export-db-key security.db's key."`
 }
 
 // PolicyCmd is `flm security policy`.
@@ -88,7 +94,7 @@ func (c PolicySetCmd) Run(a *App) error {
 	if err != nil {
 		return err
 	}
-	return a.printPolicy(s)
+	return a.printPolicySet(s)
 }
 
 // readLimited reads a policy file without ever holding more than limit+1
@@ -117,7 +123,7 @@ func readLimited(a *App, path string, limit int) ([]byte, error) {
 type BackupCmd struct {
 	Create  BackupCreateCmd  `cmd:"" help:"Snapshot config.db and security.db into backups/ (newest 3 of each kept)."`
 	List    BackupListCmd    `cmd:"" help:"List snapshots."`
-	Restore BackupRestoreCmd `cmd:"" help:"Restore a snapshot (the current state is snapshotted first)."`
+	Restore BackupRestoreCmd `cmd:"" help:"Restore a backup: both snapshots of its unit (the current state is snapshotted first)."`
 }
 
 func (a *App) backupDir() (string, error) {
@@ -129,9 +135,16 @@ func (a *App) backupDir() (string, error) {
 }
 
 func backupTable(w io.Writer, bs []store.Backup) {
-	t := table(w, "FILE", "DB", "SCHEMA", "SIZE", "CREATED")
+	t := table(w, "FILE", "DB", "UNIT", "SCHEMA", "SIZE", "CREATED", "NOTE")
 	for _, b := range bs {
-		t.row(b.Path, string(b.Kind), fmt.Sprint(b.SchemaVersion), fmt.Sprint(b.SizeBytes), stamp(b.CreatedAt))
+		note := ""
+		switch {
+		case b.KeyMismatch:
+			note = "under another key (import-db-key to restore)"
+		case b.Encrypted:
+			note = "encrypted, key " + b.KeyID
+		}
+		t.row(b.Path, string(b.Kind), b.Unit, fmt.Sprint(b.SchemaVersion), fmt.Sprint(b.SizeBytes), stamp(b.CreatedAt), note)
 	}
 	t.flush()
 }
@@ -139,7 +152,7 @@ func backupTable(w io.Writer, bs []store.Backup) {
 // BackupCreateCmd is `flm security backup create`.
 type BackupCreateCmd struct{}
 
-// Run snapshots both databases.
+// Run snapshots both databases, as one unit.
 func (BackupCreateCmd) Run(a *App) error {
 	dir, err := a.backupDir()
 	if err != nil {
@@ -147,6 +160,7 @@ func (BackupCreateCmd) Run(a *App) error {
 	}
 	now := time.Now()
 	var made []store.Backup
+	var keys []store.Key
 	for _, k := range []store.Kind{store.Config, store.Security} {
 		d, err := a.DB(k)
 		if err != nil {
@@ -156,9 +170,12 @@ func (BackupCreateCmd) Run(a *App) error {
 		if err != nil {
 			return err
 		}
+		if key := d.Key(); !key.IsZero() {
+			keys = append(keys, key)
+		}
 		made = append(made, b)
 	}
-	all, err := store.ListBackups(a.ctx, dir)
+	all, err := store.ListBackups(a.ctx, dir, keys...)
 	if err != nil {
 		return err
 	}
@@ -176,7 +193,7 @@ func (BackupListCmd) Run(a *App) error {
 	if err != nil {
 		return err
 	}
-	all, err := store.ListBackups(a.ctx, dir)
+	all, err := store.ListBackups(a.ctx, dir, a.backupKeys()...)
 	if err != nil {
 		return err
 	}
@@ -185,40 +202,88 @@ func (BackupListCmd) Run(a *App) error {
 
 // BackupRestoreCmd is `flm security backup restore --file F`.
 type BackupRestoreCmd struct {
-	File string `required:"" placeholder:"PATH" help:"Snapshot to restore (from backup list)."`
+	File string `required:"" placeholder:"PATH" help:"Either snapshot of the backup to restore (from backup list); the other snapshot of its unit is restored too."`
 }
 
-// Run validates the snapshot, snapshots the live database, then restores.
+type restored struct {
+	Kind                store.Kind `json:"kind"`
+	BackupPath          string     `json:"backup_path"`
+	RestoredPath        string     `json:"restored_path"`
+	PreviousStateBackup string     `json:"previous_state_backup"`
+	SchemaVersion       int        `json:"schema_version"`
+}
+
+// Run validates every snapshot of the unit, snapshots the live databases
+// (as one unit), then restores security.db and config.db.
 func (c BackupRestoreCmd) Run(a *App) error {
 	src, err := filepath.Abs(c.File)
 	if err != nil {
 		return flmerr.Wrap(err, flmerr.InvalidArgument, "backup path")
 	}
-	b, err := store.Inspect(a.ctx, src)
-	if err != nil {
-		return err
+	files := append([]string{src}, store.Siblings(src)...)
+	var keys []store.Key
+	needsKey := false
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil && st.Mode().IsRegular() {
+			if b, err := store.Inspect(a.ctx, f); err != nil || b.Kind == store.Security {
+				needsKey = true
+			}
+		}
 	}
-	if latest := store.SchemaVersion(b.Kind); b.SchemaVersion > latest {
-		return flmerr.New(flmerr.InvalidArgument, "%s has schema version %d, newer than this flm supports (%d); upgrade flm to restore it", src, b.SchemaVersion, latest)
+	if needsKey {
+		if d, err := a.DB(store.Security); err == nil {
+			if k := d.Key(); !k.IsZero() {
+				keys = append(keys, k)
+			}
+		} else if b, ierr := store.Inspect(a.ctx, src); ierr != nil || b.Kind == store.Security {
+			return err
+		}
 	}
+	var unit []store.Backup
+	for _, f := range files {
+		b, err := store.Inspect(a.ctx, f, keys...)
+		if err != nil {
+			return err
+		}
+		if latest := store.SchemaVersion(b.Kind); b.SchemaVersion > latest {
+			return flmerr.New(flmerr.InvalidArgument, "%s has schema version %d, newer than this flm supports (%d); upgrade flm to restore it", f, b.SchemaVersion, latest)
+		}
+		unit = append(unit, b)
+	}
+	// security.db first: it is the one whose restore can need a key.
+	slices.SortStableFunc(unit, func(x, y store.Backup) int { return strings.Compare(string(y.Kind), string(x.Kind)) })
 	dir, err := a.backupDir()
 	if err != nil {
 		return err
 	}
-	d, err := a.DB(b.Kind)
-	if err != nil {
-		return err
+	now := time.Now()
+	var out []restored
+	for _, b := range unit {
+		d, err := a.DB(b.Kind)
+		if err != nil {
+			return err
+		}
+		// Nothing stored is ever lost: the state being replaced is kept too.
+		safety, err := d.Snapshot(a.ctx, dir, now, b.Path)
+		if err != nil {
+			return fmt.Errorf("snapshot before restore: %w", err)
+		}
+		if err := d.Restore(a.ctx, b); err != nil {
+			return err
+		}
+		out = append(out, restored{Kind: b.Kind, BackupPath: b.Path, RestoredPath: d.Path, PreviousStateBackup: safety.Path, SchemaVersion: d.Version()})
 	}
-	// Nothing stored is ever lost: the state being replaced is kept too.
-	safety, err := d.Snapshot(a.ctx, dir, time.Now(), src)
-	if err != nil {
-		return fmt.Errorf("snapshot before restore: %w", err)
+	first := out[0]
+	for _, r := range out {
+		if r.BackupPath == src {
+			first = r
+		}
 	}
-	if err := d.Restore(a.ctx, b); err != nil {
-		return err
-	}
-	out := map[string]any{"restored_path": d.Path, "backup_path": src, "kind": b.Kind, "previous_state_backup": safety.Path, "schema_version": d.Version()}
-	return a.print(out, func(w io.Writer) {
-		fmt.Fprintf(w, "Restored %s from %s.\nThe state it replaced is in %s.\n", d.Path, src, safety.Path)
+	data := map[string]any{"restored": out, "restored_path": first.RestoredPath, "backup_path": first.BackupPath, "kind": first.Kind,
+		"previous_state_backup": first.PreviousStateBackup, "schema_version": first.SchemaVersion}
+	return a.print(data, func(w io.Writer) {
+		for _, r := range out {
+			fmt.Fprintf(w, "Restored %s from %s.\nThe state it replaced is in %s.\n", r.RestoredPath, r.BackupPath, r.PreviousStateBackup)
+		}
 	})
 }

@@ -114,14 +114,21 @@ func SchemaVersion(kind Kind) int {
 
 // migrate applies pending steps, each in one IMMEDIATE transaction that
 // re-reads the version first, so concurrent flm processes apply each step
-// exactly once.
-func (d *DB) migrate(ctx context.Context) error {
+// exactly once. Before changing a file that already has a schema, it
+// snapshots it into backupDir (when not empty): a migration that goes
+// wrong can be undone with `flm security backup restore`.
+func (d *DB) migrate(ctx context.Context, backupDir string) error {
 	if err := d.gdb.WithContext(ctx).Raw("PRAGMA user_version").Scan(&d.version).Error; err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	latest := SchemaVersion(d.Kind)
 	if d.version > latest {
 		return fmt.Errorf("its schema version %d is newer than this flm supports (%d)", d.version, latest)
+	}
+	if backupDir != "" && d.version >= 1 && d.version < latest {
+		if _, err := d.Snapshot(ctx, backupDir, time.Now(), ""); err != nil {
+			return fmt.Errorf("snapshot before migrating from version %d: %w", d.version, err)
+		}
 	}
 	if err := d.gdb.WithContext(ctx).Exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER PRIMARY KEY,

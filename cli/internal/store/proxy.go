@@ -30,10 +30,22 @@ type profileRow struct {
 
 func (profileRow) TableName() string { return "proxy_profiles" }
 
+// storedHandle is handle_json: the handle's own JSON plus its control
+// channel, which the handle never marshals (proxy status prints handles).
+// Rows written before the control channel existed read with none.
+type storedHandle struct {
+	proxyctl.Handle
+	ControlAddr  string `json:"control_addr,omitempty"`
+	ControlToken string `json:"control_token,omitempty"`
+}
+
+var _ proxyctl.HandleStore = Handles{}
+
 // Save records a running proxy and the profile it runs, replacing an
-// older record with the same id.
+// older record with the same id. config.db is 0600: the control token
+// stays with the user.
 func (s Handles) Save(ctx context.Context, h proxyctl.Handle, cfg proxyctl.Config) error {
-	hb, err := json.Marshal(h)
+	hb, err := json.Marshal(storedHandle{Handle: h, ControlAddr: h.Control.Addr, ControlToken: h.Control.Token})
 	if err != nil {
 		return err
 	}
@@ -58,9 +70,10 @@ func (s Handles) List(ctx context.Context) ([]proxyctl.Handle, error) {
 	}
 	out := make([]proxyctl.Handle, 0, len(rows))
 	for _, r := range rows {
-		var h proxyctl.Handle
-		if json.Unmarshal([]byte(r.HandleJSON), &h) == nil {
-			out = append(out, h)
+		var sh storedHandle
+		if json.Unmarshal([]byte(r.HandleJSON), &sh) == nil {
+			sh.Handle.Control = proxyctl.Control{Addr: sh.ControlAddr, Token: sh.ControlToken}
+			out = append(out, sh.Handle)
 		}
 	}
 	return out, nil

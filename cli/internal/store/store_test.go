@@ -24,9 +24,11 @@ import (
 	"github.com/unjuno/flm/proxy"
 )
 
+// open opens kind in dir with the key file as security.db's key source:
+// hermetic, whatever keychain the machine running the tests has.
 func open(t *testing.T, dir string, kind Kind) *DB {
 	t.Helper()
-	d, err := Open(context.Background(), dir, kind)
+	d, err := Open(context.Background(), dir, kind, WithKeys(KeyConfig{Mode: KeyFile}))
 	if err != nil {
 		t.Fatalf("Open(%s): %v", kind, err)
 	}
@@ -94,9 +96,14 @@ func TestGarbageFileNamedNotPanicked(t *testing.T) {
 	if string(got) != string(junk) {
 		t.Fatal("Open modified the damaged file")
 	}
-	// The other DB kind in the wrong file.
+	// The other DB kind in the wrong file (a plaintext security.db, as
+	// flm wrote before it encrypted the file).
 	dir2 := t.TempDir()
-	open(t, dir2, Security).Close()
+	plain, err := OpenUnencryptedForTest(context.Background(), dir2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain.Close()
 	if err := os.Rename(filepath.Join(dir2, "security.db"), filepath.Join(dir2, "config.db")); err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +257,7 @@ func TestConcurrentWritersAcrossHandles(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d, err := Open(ctx, dir, Security)
+			d, err := Open(ctx, dir, Security, WithKeys(KeyConfig{Mode: KeyFile}))
 			if err != nil {
 				errs <- err
 				return

@@ -102,7 +102,9 @@ func (m *MemCache) AppendHealth(ctx context.Context, id string, st engine.Status
 // Driver is a scripted engine.Driver: it answers every probe with Obs (or
 // blocks until ctx ends when Block is set).
 type Driver struct {
-	K      engine.Kind
+	K engine.Kind
+	// H is what Habits declares.
+	H      engine.Habits
 	mu     sync.Mutex
 	Obs    engine.Observation
 	Block  bool
@@ -115,6 +117,9 @@ var _ engine.Driver = (*Driver)(nil)
 
 // Kind implements engine.Driver.
 func (d *Driver) Kind() engine.Kind { return d.K }
+
+// Habits implements engine.Driver.
+func (d *Driver) Habits() engine.Habits { return d.H }
 
 // Set changes the scripted observation.
 func (d *Driver) Set(o engine.Observation) {

@@ -49,7 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) policy.Store) {
 	// Not UTC and not whole milliseconds: adapters may store ms precision
 	// in any zone, but must keep the instant.
 	at := time.Date(2025, 3, 4, 5, 6, 7, 891_234_567, time.FixedZone("UTC+9", 9*3600))
-	docA := []byte(`{"ip_whitelist":["10.0.0.0/8","2001:db8::/32"],"cors":{"allowed_origins":["https://a.example"]},"rate_limit":{"rpm":60,"burst":10},"future":{"x":[1,2]}}`)
+	docA := []byte(`{"ip_whitelist":["10.0.0.0/8","2001:db8::/32"],"cors":{"allowed_origins":["https://a.example"]},"rate_limit":{"rpm":60,"burst":10},"x_future":{"x":[1,2]}}`)
 	docB := []byte(`{"ip_whitelist":[],"cors":{"allowed_origins":["*"]}}`)
 
 	get := func(t *testing.T, s policy.Store) ([]byte, time.Time) {

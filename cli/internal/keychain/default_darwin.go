@@ -1,0 +1,7 @@
+//go:build darwin
+
+package keychain
+
+func newDefault(scope string, _ func(string) string) OS {
+	return &MacKeychain{Scope: scope}
+}
