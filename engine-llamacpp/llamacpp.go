@@ -29,10 +29,13 @@ func (*Driver) Kind() engine.Kind { return engine.LlamaCPP }
 // under shared/fixtures/engines/llamacpp): it closes the connection after
 // every streamed response while announcing keep-alive; a stream asked for
 // usage ends with a usage chunk (v1_chat_completions_stream_usage.http);
-// /v1/messages and /v1/responses are answered natively (api_families/).
-// "n" > 1 returns one choice.
+// /v1/messages is answered natively (api_families/). "n" > 1 returns one
+// choice. Its native /v1/responses is not declared: the stream lacks
+// sequence_number, output_index and content_index, and response.created
+// has no output, so openai-node's responses.stream() throws on it
+// (api_families/v1_responses_stream.http); FLM translates instead.
 func (*Driver) Habits() engine.Habits {
-	return engine.Habits{ClosesAfterStream: true, HonoursIncludeUsage: true, NativeMessages: true, NativeResponses: true}
+	return engine.Habits{ClosesAfterStream: true, HonoursIncludeUsage: true, NativeMessages: true}
 }
 
 type errorBody struct {

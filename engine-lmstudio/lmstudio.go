@@ -24,11 +24,14 @@ func New(c *enginehttp.Client) *Driver { return &Driver{C: c} }
 func (*Driver) Kind() engine.Kind { return engine.LMStudio }
 
 // Habits implements engine.Driver, from LM Studio's API changelog:
-// stream_options.include_usage since 0.3.18, POST /v1/responses since
-// 0.3.29, the Anthropic-compatible POST /v1/messages since 0.4.1. "n" > 1
-// returns one choice.
+// stream_options.include_usage since 0.3.18. "n" > 1 returns one choice.
+// POST /v1/responses (0.3.29) and the Anthropic-compatible POST
+// /v1/messages (0.4.1) are not declared: no capture shows the official
+// SDKs accept those answers, and an older LM Studio answers an unknown
+// route with HTTP 200 and an error body, which a client would take for an
+// answer; FLM translates both to Chat Completions.
 func (*Driver) Habits() engine.Habits {
-	return engine.Habits{HonoursIncludeUsage: true, NativeMessages: true, NativeResponses: true}
+	return engine.Habits{HonoursIncludeUsage: true}
 }
 
 type v0Model struct {

@@ -27,10 +27,12 @@ func (*Driver) Kind() engine.Kind { return engine.VLLM }
 // choices for "n" > 1 (SamplingParams.n), and ends a stream with a usage
 // chunk when asked (v1_chat_completions_stream.http). `vllm serve` answers
 // /v1/responses (vllm-project/vllm#20504, v0.10) and /v1/messages (in the
-// OpenAI server since vllm-project/vllm#27882, late 2025; before that only
-// a separate entrypoint) — habits describe current releases.
+// OpenAI server since vllm-project/vllm#27882, late 2025), but neither is
+// declared: no capture shows the official SDKs accept those answers, and
+// older releases, still common, lack the routes; FLM translates both to
+// Chat Completions, which every release serves.
 func (*Driver) Habits() engine.Habits {
-	return engine.Habits{MultipleChoices: true, HonoursIncludeUsage: true, NativeMessages: true, NativeResponses: true}
+	return engine.Habits{MultipleChoices: true, HonoursIncludeUsage: true}
 }
 
 type modelsBody struct {

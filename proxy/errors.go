@@ -90,7 +90,11 @@ func (e *apiError) body(requestID string) []byte {
 }
 
 // errorHandler is Echo's central error handler: every error becomes the
-// envelope, with the request id.
+// error shape of the path's API family (familyOf), with the request id
+// where the shape has one: OpenAI's envelope, Anthropic's error object
+// for /v1/messages*, Ollama's {"error":"…"} for /api/*. Refusals by the
+// middleware (401, 403, 404, 413, 429) come in the same shape as the
+// handler's own errors, so each family's SDK raises its own error types.
 func (s *Server) errorHandler(c *echo.Context, err error) {
 	if r, _ := echo.UnwrapResponse(c.Response()); r != nil && r.Committed {
 		return
@@ -104,7 +108,7 @@ func (s *Server) errorHandler(c *echo.Context, err error) {
 		}
 		switch status {
 		case http.StatusNotFound:
-			ae = newError(status, typeNotFound, "not_found", "no such endpoint; FLM serves GET /v1/models, POST /v1/chat/completions, /v1/completions and /v1/embeddings")
+			ae = newError(status, typeNotFound, "not_found", "%s", notFoundMessage(c.Request().URL.Path))
 		case http.StatusMethodNotAllowed:
 			ae = newError(status, typeInvalid, "method_not_allowed", "method not allowed on this endpoint")
 		case http.StatusRequestEntityTooLarge:
@@ -120,7 +124,7 @@ func (s *Server) errorHandler(c *echo.Context, err error) {
 	}
 	h.Set("Content-Type", "application/json")
 	c.Response().WriteHeader(ae.Status)
-	_, _ = c.Response().Write(ae.body(requestID(c)))
+	_, _ = c.Response().Write(ae.familyBody(familyOf(c.Request().URL.Path), requestID(c)))
 }
 
 func retryAfter(secs int) http.Header {
@@ -205,4 +209,18 @@ func isAddr(s string) bool {
 	}
 	_, err := netip.ParseAddrPort(s)
 	return err == nil
+}
+
+// notFoundMessage answers an unknown path: what FLM serves, in the terms of
+// the path's family.
+func notFoundMessage(path string) string {
+	switch {
+	case strings.HasPrefix(path, "/v1/responses/"):
+		return "no such endpoint; FLM stores no responses, so they cannot be retrieved, listed or deleted: POST /v1/responses answers statelessly"
+	case familyOf(path) == familyAnthropic:
+		return "no such endpoint; FLM serves POST /v1/messages and /v1/messages/count_tokens of Anthropic's API"
+	case familyOf(path) == familyOllama:
+		return "no such endpoint; FLM serves Ollama's /api/version, /api/tags, /api/show, /api/chat, /api/generate, /api/embed and /api/embeddings (its admin routes stay denied)"
+	}
+	return "no such endpoint; FLM serves GET /v1/models, POST /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/responses, Anthropic's POST /v1/messages and Ollama's /api/*"
 }

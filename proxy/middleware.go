@@ -106,9 +106,10 @@ func (s *Server) logRequest(c *echo.Context, start time.Time) {
 	b = append(b, `","msg":"request","request_id":"`...)
 	b = append(b, requestID(c)...)
 	b = append(b, `","ip":"`...)
-	b = clientIP(c).AppendTo(b)
+	// Zones dropped: an interface name is not JSON-safe.
+	b = clientIP(c).WithZone("").AppendTo(b)
 	b = append(b, `","peer":"`...)
-	b = peerAddr(c.Request()).AppendTo(b)
+	b = peerAddr(c.Request()).WithZone("").AppendTo(b)
 	b = append(b, `","method":`...)
 	b = strconv.AppendQuote(b, c.Request().Method)
 	b = append(b, `,"route":"`...)
@@ -141,6 +142,26 @@ func routeName(path string) string {
 		return "health"
 	case "/metrics":
 		return "metrics"
+	case "/api/chat":
+		return "ollama_chat"
+	case "/api/generate":
+		return "ollama_generate"
+	case "/api/embed":
+		return "ollama_embed"
+	case "/api/embeddings":
+		return "ollama_embeddings"
+	case "/api/show":
+		return "ollama_show"
+	case "/api/tags":
+		return "ollama_tags"
+	case "/api/version":
+		return "ollama_version"
+	case "/v1/messages":
+		return "messages"
+	case "/v1/messages/count_tokens":
+		return "count_tokens"
+	case "/v1/responses":
+		return "responses"
 	}
 	return "other"
 }
@@ -335,7 +356,9 @@ func auditWho(c *echo.Context, detail string) (string, string) {
 // paths) into the audit log.
 func auditPath(c *echo.Context) string {
 	switch p := c.Request().URL.Path; p {
-	case "/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
+	case "/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+		"/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/api/show", "/api/tags", "/api/version",
+		"/v1/messages", "/v1/messages/count_tokens", "/v1/responses":
 		return p
 	}
 	return "other"
@@ -480,43 +503,79 @@ func bearer(r *http.Request) (key, problem string) {
 	return "", "missing_authorization_header"
 }
 
-// requireKey verifies the API key against the in-memory key ring.
+// requireKey verifies the API key against the in-memory key ring. An
+// expired key is told so, and when; the refusal is audited with its key
+// id (the holder proved they have the key, so the id is theirs).
 func (s *Server) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		key, problem := bearer(c.Request())
+		var rec apikey.Record
 		if problem == "" {
-			rec, ok := s.snap.Load().keys.Verify(key)
-			if ok {
+			var err error
+			rec, err = s.snap.Load().keys.Check(key, time.Now())
+			switch {
+			case err == nil:
 				c.Set(ctxKey, rec)
 				return next(c)
+			case errors.Is(err, apikey.ErrExpired) && rec.ExpiresAt != nil:
+				problem = "expired_api_key"
+			default:
+				problem, rec = "invalid_or_revoked_api_key", apikey.Record{}
 			}
-			problem = "invalid_or_revoked_api_key"
 		}
 		s.metrics.authFailures.WithLabelValues(problem).Inc()
 		ip, detail := auditWho(c, problem)
-		s.audit.record(AuditEvent{Type: "auth_failure", Severity: "medium", IP: ip, Endpoint: auditPath(c), RequestID: requestID(c), Status: http.StatusUnauthorized, At: time.Now(), Detail: detail})
+		s.audit.record(AuditEvent{Type: "auth_failure", Severity: "medium", IP: ip, KeyID: rec.ID, Endpoint: auditPath(c), RequestID: requestID(c), Status: http.StatusUnauthorized, At: time.Now(), Detail: detail})
 		e := newError(http.StatusUnauthorized, typeAuth, "invalid_api_key", "a valid FLM API key is required: send Authorization: Bearer <key>")
+		if problem == "expired_api_key" {
+			e = newError(http.StatusUnauthorized, typeAuth, "expired_api_key", "this API key expired at %s; ask the gateway's owner for a new one (flm api-keys rotate, or api-keys update --expires-in)",
+				rec.ExpiresAt.UTC().Format(time.RFC3339))
+		}
 		e.Header = http.Header{"Www-Authenticate": {`Bearer realm="flm"`}}
 		return e
 	}
 }
 
-// keyLimiter is the per-key token bucket, with X-RateLimit-* headers on
-// every response while a limit is set.
+// keyLimiter applies the policy's per-key token bucket and the key's own
+// (apikey.Record.RPM), independently: a request needs a token from both.
+// While a limit is set, every response carries the X-RateLimit-* headers
+// of the tighter bucket (fewer requests left), a 429 those of the bucket
+// that refused it.
 func (s *Server) keyLimiter(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		lim, ok := s.snap.Load().policy.KeyLimit()
 		rec, _ := c.Get(ctxKey).(apikey.Record)
-		if !ok {
+		if !ok && rec.RPM <= 0 {
 			return next(c)
 		}
-		d := s.keyLimit.Allow(rec.ID, lim)
-		setRateHeaders(c.Response().Header(), d)
-		if !d.Allowed {
-			return s.limited(c, "key", rec.ID, d, "rate limit of this API key reached")
+		var d gateway.Decision
+		if ok {
+			d = s.keyLimit.Allow(rec.ID, lim)
+			if !d.Allowed {
+				return s.limited(c, "key", rec.ID, d, "rate limit of this API key reached")
+			}
 		}
+		if rec.RPM > 0 {
+			own := s.ownLimit.Allow(rec.ID, policy.RateLimit{RPM: rec.RPM})
+			if !own.Allowed {
+				return s.limited(c, "key", rec.ID, own, "this API key's own rate limit reached")
+			}
+			if !ok || tighter(own, d) {
+				d = own
+			}
+		}
+		setRateHeaders(c.Response().Header(), d)
 		return next(c)
 	}
+}
+
+// tighter reports whether a leaves fewer requests than b (at the same
+// count, the smaller bucket).
+func tighter(a, b gateway.Decision) bool {
+	if a.Remaining != b.Remaining {
+		return a.Remaining < b.Remaining
+	}
+	return a.Limit < b.Limit
 }
 
 // setRateHeaders describes the bucket that decided d.

@@ -72,9 +72,9 @@ func (s *memSource) setPolicy(t testing.TB, doc string) {
 // the Source fills them from the drivers, so a test source does too.
 var kindHabits = map[engine.Kind]engine.Habits{
 	engine.Ollama:   {HonoursIncludeUsage: true, LatestTagAlias: true, NativeMessages: true, NativeResponses: true},
-	engine.VLLM:     {MultipleChoices: true, HonoursIncludeUsage: true, NativeMessages: true, NativeResponses: true},
-	engine.LMStudio: {HonoursIncludeUsage: true, NativeMessages: true, NativeResponses: true},
-	engine.LlamaCPP: {ClosesAfterStream: true, HonoursIncludeUsage: true, NativeMessages: true, NativeResponses: true},
+	engine.VLLM:     {MultipleChoices: true, HonoursIncludeUsage: true},
+	engine.LMStudio: {HonoursIncludeUsage: true},
+	engine.LlamaCPP: {ClosesAfterStream: true, HonoursIncludeUsage: true, NativeMessages: true},
 }
 
 // addEngine registers a running engine at url serving models, with its

@@ -19,8 +19,8 @@ import (
 	"github.com/unjuno/flm/core/gateway"
 )
 
-// forwardRoute handles one OpenAI POST route: validate, route, rewrite,
-// forward, relay.
+// forwardRoute handles one OpenAI POST route: validate, route, check the
+// key's model scope, rewrite, forward, relay.
 func (s *Server) forwardRoute(route gateway.Route) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		body, err := readBody(c.Request())
@@ -37,6 +37,9 @@ func (s *Server) forwardRoute(route gateway.Route) echo.HandlerFunc {
 		target, err := s.resolve(c.Request().Context(), req.Model)
 		if err != nil {
 			return fromGateway(err)
+		}
+		if err := s.checkScope(c, keyRecord(c), target.ID); err != nil {
+			return err
 		}
 		out, err := req.Rewrite(target)
 		if err != nil {
@@ -196,13 +199,52 @@ func (cw *clientWriter) flush() error {
 
 // forward sends body to the target engine and relays its answer.
 func (s *Server) forward(c *echo.Context, route gateway.Route, stream, wantUsage bool, t gateway.Target, body []byte) error {
+	r, resp, err := s.open(c, route.Path(), stream, t, body)
+	if r == nil {
+		return err
+	}
+	defer r.close(resp)
+	if stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return r.relaySSE(resp.Body, wantUsage, nil)
+	}
+	return r.copyBody(resp)
+}
+
+// open sends body to the target engine's path and returns the relay and
+// the engine's successful answer, for the caller to relay (as it is, or
+// translated into another API family) and then close. An engine that
+// cannot be reached, stalls or answers an error is the returned error,
+// normalised. A nil relay without an error: the client went away, there
+// is nothing to answer.
+func (s *Server) open(c *echo.Context, path string, stream bool, t gateway.Target, body []byte) (*relay, *http.Response, error) {
 	ctx, cancel := context.WithCancelCause(c.Request().Context())
-	defer cancel(errRelayDone)
 	r := &relay{s: s, c: c, t: t, ctx: ctx, cancel: cancel, idle: idleWatch{d: s.idleTimeout(), cancel: cancel}}
-	defer r.idle.stop()
-	up, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(t.Endpoint.BaseURL, "/")+route.Path(), bytes.NewReader(body))
+	resp, err := r.roundTrip(path, stream, body)
 	if err != nil {
-		return newError(http.StatusInternalServerError, typeServer, "internal_error", "internal error")
+		r.close(nil)
+		if err == errClientGone {
+			err = nil
+		}
+		return nil, nil, err
+	}
+	r.cw = newClientWriter(c, s.writeTimeout())
+	return r, resp, nil
+}
+
+// close ends the engine request: its body, the idle watch, its context.
+func (r *relay) close(resp *http.Response) {
+	if resp != nil {
+		resp.Body.Close()
+	}
+	r.idle.stop()
+	r.cancel(errRelayDone)
+}
+
+func (r *relay) roundTrip(path string, stream bool, body []byte) (*http.Response, error) {
+	s, c, t := r.s, r.c, r.t
+	up, err := http.NewRequestWithContext(r.ctx, http.MethodPost, strings.TrimRight(t.Endpoint.BaseURL, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, newError(http.StatusInternalServerError, typeServer, "internal_error", "internal error")
 	}
 	// Only what the engine needs: never the client's Authorization,
 	// Cookie or x-api-key.
@@ -234,28 +276,24 @@ func (s *Server) forward(c *echo.Context, route gateway.Route, stream, wantUsage
 	resp, err := s.transport.RoundTrip(up)
 	if err != nil {
 		if c.Request().Context().Err() != nil {
-			return nil // the client went away; nothing to answer
+			return nil, errClientGone // nothing to answer
 		}
-		if context.Cause(ctx) == errEngineIdle {
+		if context.Cause(r.ctx) == errEngineIdle {
 			s.metrics.relayTimeouts.WithLabelValues("engine_idle").Inc()
 			s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "idle").Inc()
-			return newError(http.StatusGatewayTimeout, typeEngine, "engine_timeout", "engine %s (%s) did not start answering within %s", t.Endpoint.ID, engine.DisplayName(t.Endpoint.Kind), r.idle.d)
+			return nil, newError(http.StatusGatewayTimeout, typeEngine, "engine_timeout", "engine %s (%s) did not start answering within %s", t.Endpoint.ID, engine.DisplayName(t.Endpoint.Kind), r.idle.d)
 		}
 		s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "unreachable").Inc()
 		s.refreshInBackground()
-		return newError(http.StatusBadGateway, typeEngine, "engine_unreachable", "engine %s (%s) did not answer: %s", t.Endpoint.ID, engine.DisplayName(t.Endpoint.Kind), transportReason(err))
+		return nil, newError(http.StatusBadGateway, typeEngine, "engine_unreachable", "engine %s (%s) did not answer: %s", t.Endpoint.ID, engine.DisplayName(t.Endpoint.Kind), transportReason(err))
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "status").Inc()
 		r.idle.arm() // an error body that never ends is bounded too
-		return engineError(t, resp)
+		defer resp.Body.Close()
+		return nil, engineError(t, resp)
 	}
-	r.cw = newClientWriter(c, s.writeTimeout())
-	if stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		return r.relaySSE(resp.Body, wantUsage)
-	}
-	return r.copyBody(resp)
+	return resp, nil
 }
 
 // copyBody relays a non-streamed answer as it arrives, each wait for the
@@ -331,7 +369,11 @@ func (r *relay) drain(body io.Reader) {
 //   - a stream that breaks, stalls or ends before [DONE] gets an error
 //     event and then [DONE], so a client never mistakes a cut answer for
 //     a whole one.
-func (r *relay) relaySSE(body io.Reader, wantUsage bool) error {
+//
+// nat relays another family's event stream an engine speaks natively
+// (nil: OpenAI's): nothing is dropped, the stream ends with the event nat
+// names, and a broken stream ends with nat's error event instead.
+func (r *relay) relaySSE(body io.Reader, wantUsage bool, nat *nativeSSE) error {
 	w := r.c.Response()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -346,7 +388,8 @@ func (r *relay) relaySSE(body io.Reader, wantUsage bool) error {
 	r.s.metrics.activeStreams.Inc()
 	defer r.s.metrics.activeStreams.Dec()
 
-	st := sseState{keepUsage: wantUsage}
+	st := sseState{keepUsage: wantUsage || nat != nil}
+	var events int64 // relayed, for nat
 	bp := relayBufs.Get().(*[]byte)
 	defer relayBufs.Put(bp)
 	buf := *bp
@@ -366,6 +409,13 @@ func (r *relay) relaySSE(body io.Reader, wantUsage bool) error {
 				r.drain(body)
 				return nil
 			}
+			if nat != nil {
+				events++
+				if nat.last(ev) {
+					r.drain(body)
+					return nil
+				}
+			}
 		}
 		if err == nil {
 			continue
@@ -384,6 +434,10 @@ func (r *relay) relaySSE(body io.Reader, wantUsage bool) error {
 		r.s.metrics.upstreamErrs.WithLabelValues(r.t.Endpoint.ID, kind).Inc()
 		// A half-received event is dropped: sending it would hand the client
 		// truncated JSON.
+		if nat != nil {
+			_ = r.cw.send(nat.fail(reason, events))
+			return nil
+		}
 		e := newError(http.StatusBadGateway, typeEngine, "stream_error", "%s", reason)
 		ev := append(append([]byte("data: "), e.body(requestID(r.c))...), "\n\n"...)
 		if r.cw.send(ev) == nil {

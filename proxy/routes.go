@@ -27,6 +27,20 @@ func (s *Server) routes() *echo.Echo {
 	e.POST("/v1/chat/completions", s.forwardRoute(gateway.Chat), auth...)
 	e.POST("/v1/completions", s.forwardRoute(gateway.Completions), auth...)
 	e.POST("/v1/embeddings", s.forwardRoute(gateway.Embeddings), auth...)
+	// Anthropic's Messages API and OpenAI's Responses API
+	// (family_anthropic.go, family_responses.go).
+	e.POST("/v1/messages", s.messages, auth...)
+	e.POST("/v1/messages/count_tokens", s.countTokens, auth...)
+	e.POST("/v1/responses", s.responsesRoute, auth...)
+	// The Ollama-API facade (family_ollama.go); Ollama's admin routes stay
+	// unregistered, so they are 404 like every unknown path.
+	e.GET("/api/version", s.ollamaVersion, auth...)
+	e.GET("/api/tags", s.ollamaTags, auth...)
+	e.POST("/api/show", s.ollamaShow, auth...)
+	e.POST("/api/chat", s.ollamaChat, auth...)
+	e.POST("/api/generate", s.ollamaGenerate, auth...)
+	e.POST("/api/embed", s.ollamaEmbed(false), auth...)
+	e.POST("/api/embeddings", s.ollamaEmbed(true), auth...)
 	return e
 }
 
@@ -70,9 +84,9 @@ type modelFLM struct {
 }
 
 // listModels answers GET /v1/models in OpenAI's shape, with flm:// ids and
-// FLM's details under "flm".
+// FLM's details under "flm": the models the key may use.
 func (s *Server) listModels(c *echo.Context) error {
-	models := s.snap.Load().catalog.Models()
+	models := visibleModels(keyRecord(c), s.snap.Load().catalog.Models())
 	data := make([]modelEntry, len(models))
 	for i, m := range models {
 		data[i] = modelEntry{ID: m.ID, Object: "model", OwnedBy: "flm-" + m.EngineID, FLM: modelFLM{

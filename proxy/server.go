@@ -107,6 +107,7 @@ type Server struct {
 	metrics   *metrics
 	audit     *auditor
 	keyLimit  *gateway.Limiter
+	ownLimit  *gateway.Limiter // keys' own limits (apikey.Record.RPM)
 	ipLimit   *gateway.Limiter
 	transport http.RoundTripper
 
@@ -160,7 +161,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if log == nil {
 		log = discardLogger()
 	}
-	s := &Server{opts: opts, log: log, metrics: newMetrics(), keyLimit: gateway.NewLimiter(), ipLimit: gateway.NewLimiter()}
+	s := &Server{opts: opts, log: log, metrics: newMetrics(), keyLimit: gateway.NewLimiter(), ownLimit: gateway.NewLimiter(), ipLimit: gateway.NewLimiter()}
 	s.audit = newAuditor(opts.Audit, s.metrics.auditDropped.Inc)
 	s.transport = opts.Transport
 	if s.transport == nil {

@@ -81,7 +81,14 @@ install_testsummary() {
   (cd tools && go build -o "$work/testsummary" ./testsummary)
 }
 
+# The keychain tests (cli/internal/keychain, cli's DB-key tests) run a real
+# gnome-keyring on a private D-Bus session they start themselves.
+install_keyring() {
+  bash tools/scripts/keyring.sh install
+}
+
 install_staticcheck
+install_keyring
 install_node
 install_clienttest
 install_testsummary

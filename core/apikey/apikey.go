@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -36,6 +37,14 @@ var (
 	ErrRevoked  = errors.New("api key already revoked")
 )
 
+// Sentinel errors of key verification (gateway.KeyRing.Check).
+var (
+	// ErrInvalidKey: malformed, unknown or revoked, alike.
+	ErrInvalidKey = errors.New("invalid api key")
+	// ErrExpired: a known, unrevoked key past its ExpiresAt.
+	ErrExpired = errors.New("api key expired")
+)
+
 // Record is a stored key: never the plaintext, only its hash.
 type Record struct {
 	ID        string
@@ -43,9 +52,18 @@ type Record struct {
 	Hash      string // hex SHA-256 of the plaintext key
 	CreatedAt time.Time
 	RevokedAt *time.Time
+	// Models is the key's allowlist of flm:// model ids and globs (see
+	// AllowsModel); empty (stores return nil) = every model.
+	Models []string
+	// RPM is the key's own requests-per-minute limit, enforced besides
+	// the policy's rate_limit; 0 = only the policy's applies.
+	RPM int
+	// ExpiresAt is when the key stops working; nil = never.
+	ExpiresAt *time.Time
 }
 
-// Active reports whether the key is usable.
+// Active reports whether the key is not revoked. An expired key is still
+// active in this sense: it can be rotated or given a new expiry.
 func (r Record) Active() bool { return r.RevokedAt == nil }
 
 // Store persists key records.
@@ -66,6 +84,12 @@ type Store interface {
 	// not nil, inserts *next in the same transaction: either both happen
 	// or neither. A revoked id gives ErrRevoked, an unknown one ErrNotFound.
 	Revoke(ctx context.Context, id string, at time.Time, next *Record) error
+	// Update reads the active key id, calls edit with it and stores what
+	// edit left in Label, Models, RPM and ExpiresAt, all in one
+	// transaction, and returns the stored record. Other fields never
+	// change. An error from edit is returned as is and stores nothing. A
+	// revoked id gives ErrRevoked, an unknown one ErrNotFound.
+	Update(ctx context.Context, id string, edit func(*Record) error) (Record, error)
 }
 
 // Hash returns the hex SHA-256 of a plaintext key, the form a Store keeps.
@@ -159,20 +183,123 @@ func (s *Service) newRecord(label string) (Issued, error) {
 	}, nil
 }
 
-// Create issues a new key with label.
+// CreateOptions describe a new key. Only Label is required.
+type CreateOptions struct {
+	Label string
+	// Models, RPM: see Record. ValidateModels and ValidateRPM apply.
+	Models []string
+	RPM    int
+	// ExpiresIn is the key's lifetime from now; 0 = it never expires.
+	// ValidateLifetime applies.
+	ExpiresIn time.Duration
+}
+
+// Create issues a new key with label, for every model, without an own
+// limit or expiry.
 func (s *Service) Create(ctx context.Context, label string) (Issued, error) {
-	label, err := ValidateLabel(label)
+	return s.CreateWith(ctx, CreateOptions{Label: label})
+}
+
+// CreateWith issues a new key as o describes. Invalid options are an
+// INVALID_ARGUMENT error and store nothing.
+func (s *Service) CreateWith(ctx context.Context, o CreateOptions) (Issued, error) {
+	label, err := ValidateLabel(o.Label)
 	if err != nil {
+		return Issued{}, err
+	}
+	models, err := ValidateModels(o.Models)
+	if err != nil {
+		return Issued{}, err
+	}
+	if err := ValidateRPM(o.RPM); err != nil {
+		return Issued{}, err
+	}
+	if err := ValidateLifetime(o.ExpiresIn); err != nil {
 		return Issued{}, err
 	}
 	iss, err := s.newRecord(label)
 	if err != nil {
 		return Issued{}, err
 	}
+	iss.Models, iss.RPM, iss.ExpiresAt = models, o.RPM, expiry(iss.CreatedAt, o.ExpiresIn)
 	if err := s.Store.Insert(ctx, iss.Record); err != nil {
 		return Issued{}, fmt.Errorf("create api key: %w", err)
 	}
 	return iss, nil
+}
+
+// expiry is from+d, or nil (never) for d = 0.
+func expiry(from time.Time, d time.Duration) *time.Time {
+	if d == 0 {
+		return nil
+	}
+	t := from.Add(d).Truncate(time.Millisecond)
+	return &t
+}
+
+// UpdateOptions change a key; a nil field is left as it is.
+type UpdateOptions struct {
+	Label *string
+	// Models replaces the scopes; an empty list allows every model.
+	Models *[]string
+	// RPM replaces the key's own limit; 0 removes it.
+	RPM *int
+	// ExpiresIn sets the expiry to that long from now; 0 removes it. An
+	// expired key given a new expiry works again.
+	ExpiresIn *time.Duration
+}
+
+// Update changes the label, scopes, own limit or expiry of the active key
+// id, keeping the key itself. Nothing set, or an invalid value, is an
+// INVALID_ARGUMENT error and changes nothing; an unknown or revoked id is
+// API_KEY_NOT_FOUND.
+func (s *Service) Update(ctx context.Context, id string, o UpdateOptions) (Record, error) {
+	if o.Label == nil && o.Models == nil && o.RPM == nil && o.ExpiresIn == nil {
+		return Record{}, flmerr.New(flmerr.InvalidArgument, "nothing to update: give a new label, models, rpm or expiry")
+	}
+	var label string
+	var models []string
+	var err error
+	if o.Label != nil {
+		if label, err = ValidateLabel(*o.Label); err != nil {
+			return Record{}, err
+		}
+	}
+	if o.Models != nil {
+		if models, err = ValidateModels(*o.Models); err != nil {
+			return Record{}, err
+		}
+	}
+	if o.RPM != nil {
+		if err := ValidateRPM(*o.RPM); err != nil {
+			return Record{}, err
+		}
+	}
+	if o.ExpiresIn != nil {
+		if err := ValidateLifetime(*o.ExpiresIn); err != nil {
+			return Record{}, err
+		}
+	}
+	now := s.now().Truncate(time.Millisecond)
+	rec, err := s.Store.Update(ctx, id, func(r *Record) error {
+		if o.Label != nil {
+			r.Label = label
+		}
+		if o.Models != nil {
+			r.Models = models
+		}
+		if o.RPM != nil {
+			r.RPM = *o.RPM
+		}
+		if o.ExpiresIn != nil {
+			r.ExpiresAt = expiry(now, *o.ExpiresIn)
+		}
+		return nil
+	})
+	if err != nil {
+		return Record{}, s.revokeErr(err, id)
+	}
+	return rec, nil
 }
 
 // List returns every key's record, oldest first.
@@ -190,15 +317,23 @@ func (s *Service) Revoke(ctx context.Context, id string) (Record, error) {
 }
 
 // Rotate revokes key id at once and issues its replacement in the same
-// transaction. The replacement keeps id's label unless label is non-empty.
+// transaction. The replacement keeps id's label unless label is non-empty,
+// and keeps its model scopes and own limit. An expiring key's replacement
+// gets the same lifetime, counted from now: a key made to last 90 days is
+// replaced by one that lasts 90 days. An expired key can be rotated.
 func (s *Service) Rotate(ctx context.Context, id, label string) (Issued, error) {
 	old, err := s.Store.Get(ctx, id)
 	if err != nil {
 		return Issued{}, s.revokeErr(err, id)
 	}
+	return s.rotate(ctx, old, label)
+}
+
+func (s *Service) rotate(ctx context.Context, old Record, label string) (Issued, error) {
 	if !old.Active() {
-		return Issued{}, s.revokeErr(ErrRevoked, id)
+		return Issued{}, s.revokeErr(ErrRevoked, old.ID)
 	}
+	var err error
 	if label == "" {
 		label = old.Label
 	} else if label, err = ValidateLabel(label); err != nil {
@@ -208,11 +343,66 @@ func (s *Service) Rotate(ctx context.Context, id, label string) (Issued, error) 
 	if err != nil {
 		return Issued{}, err
 	}
-	if err := s.Store.Revoke(ctx, id, iss.CreatedAt, &iss.Record); err != nil {
-		return Issued{}, s.revokeErr(err, id)
+	iss.Models, iss.RPM = slices.Clone(old.Models), old.RPM
+	if old.ExpiresAt != nil {
+		life := min(max(old.ExpiresAt.Sub(old.CreatedAt), MinLifetime), MaxLifetime)
+		iss.ExpiresAt = expiry(iss.CreatedAt, life)
 	}
-	iss.OldID = id
+	if err := s.Store.Revoke(ctx, old.ID, iss.CreatedAt, &iss.Record); err != nil {
+		return Issued{}, s.revokeErr(err, old.ID)
+	}
+	iss.OldID = old.ID
 	return iss, nil
+}
+
+// ExpiringRotation is what RotateExpiring did.
+type ExpiringRotation struct {
+	// Rotated are the replacements, each with its plaintext key.
+	Rotated []Issued
+	// Expired are active keys already past their expiry, left alone:
+	// bringing back a key nobody renewed in time takes a deliberate
+	// Rotate(id) or a new expiry.
+	Expired []Record
+	// Failed are keys whose rotation failed; the others were rotated.
+	Failed []RotationFailure
+}
+
+// RotationFailure is one key RotateExpiring could not rotate.
+type RotationFailure struct {
+	ID  string
+	Err error
+}
+
+// RotateExpiring rotates, like Rotate, every active key that has not
+// expired yet and expires within the window from now (SoonWindow is the
+// usual one). Each key is rotated in its own transaction; a failure is
+// reported in Failed and does not stop the others, so the plaintext keys
+// already issued are never lost to a later error.
+func (s *Service) RotateExpiring(ctx context.Context, within time.Duration) (ExpiringRotation, error) {
+	if within <= 0 || within > MaxLifetime {
+		return ExpiringRotation{}, flmerr.New(flmerr.InvalidArgument, "the window must be positive and at most %d days; got %s", MaxLifetime/(24*time.Hour), within)
+	}
+	recs, err := s.Store.List(ctx)
+	if err != nil {
+		return ExpiringRotation{}, err
+	}
+	now := s.now()
+	var res ExpiringRotation
+	for _, r := range recs {
+		switch {
+		case !r.Active() || r.ExpiresAt == nil || r.ExpiresAt.After(now.Add(within)):
+		case r.Expired(now):
+			res.Expired = append(res.Expired, r)
+		default:
+			iss, err := s.rotate(ctx, r, "")
+			if err != nil {
+				res.Failed = append(res.Failed, RotationFailure{ID: r.ID, Err: err})
+				continue
+			}
+			res.Rotated = append(res.Rotated, iss)
+		}
+	}
+	return res, nil
 }
 
 func (s *Service) revokeErr(err error, id string) error {

@@ -6,7 +6,13 @@
 // by hash, and the stored hash is compared in constant time before a key is
 // accepted.
 //
-// Security: the plaintext exists only in the value Create/Rotate return.
+// A key may be scoped (Record.Models, see AllowsModel), have its own rate
+// limit (Record.RPM) and expire (Record.ExpiresAt). Scopes are always
+// engine-qualified flm:// ids or globs; a key without scopes may use every
+// model. Matching fails closed: an id that matches no scope is refused.
+//
+// Security: the plaintext exists only in the Issued values that Create,
+// CreateWith, Rotate and RotateExpiring return.
 // Nothing in this package logs it, puts it in an error, or passes it to a
 // Store.
 package apikey

@@ -4,12 +4,14 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"time"
 
 	"github.com/unjuno/flm/core/apikey"
 )
 
-// KeyRing is an immutable snapshot of the active API keys, indexed by
-// their decoded SHA-256 for O(1) lookup.
+// KeyRing is an immutable snapshot of the unrevoked API keys, indexed by
+// their decoded SHA-256 for O(1) lookup. Expired keys stay in it so that
+// Check can tell their holder why they are refused.
 type KeyRing struct {
 	byHash map[[sha256.Size]byte]ringEntry
 }
@@ -36,21 +38,48 @@ func NewKeyRing(recs []apikey.Record) *KeyRing {
 	return k
 }
 
-// Active is the number of usable keys.
-func (k *KeyRing) Active() int { return len(k.byHash) }
+// Active is the number of usable keys: unrevoked and not expired now.
+func (k *KeyRing) Active() int {
+	if k == nil {
+		return 0
+	}
+	now, n := time.Now(), 0
+	for _, e := range k.byHash {
+		if !e.rec.Expired(now) {
+			n++
+		}
+	}
+	return n
+}
 
-// Verify returns the record of an active key. Malformed, unknown and
-// revoked keys are refused alike.
-func (k *KeyRing) Verify(plain string) (apikey.Record, bool) {
+// Check returns the record of the key plain if it may be used at now.
+// Malformed, unknown and revoked keys are apikey.ErrInvalidKey, alike. A
+// known, unrevoked key past its expiry is apikey.ErrExpired, returned with
+// its record so that the refusal can say when it expired and whose key it
+// was; that record must not authorise anything.
+func (k *KeyRing) Check(plain string, now time.Time) (apikey.Record, error) {
 	if k == nil || !apikey.WellFormed(plain) {
-		return apikey.Record{}, false
+		return apikey.Record{}, apikey.ErrInvalidKey
 	}
 	h := sha256.Sum256([]byte(plain))
 	e, ok := k.byHash[h]
 	// The lookup found it; PRODUCT.md also asks for a constant-time
 	// comparison, which costs nothing measurable on 32 bytes.
 	if !ok || subtle.ConstantTimeCompare(e.hash[:], h[:]) != 1 {
+		return apikey.Record{}, apikey.ErrInvalidKey
+	}
+	if e.rec.Expired(now) {
+		return e.rec, apikey.ErrExpired
+	}
+	return e.rec, nil
+}
+
+// Verify is Check at the current time, as a yes or no: expired keys are
+// refused like unknown ones.
+func (k *KeyRing) Verify(plain string) (apikey.Record, bool) {
+	rec, err := k.Check(plain, time.Now())
+	if err != nil {
 		return apikey.Record{}, false
 	}
-	return e.rec, true
+	return rec, true
 }

@@ -30,9 +30,14 @@
 //
 // Fields whose name starts with "x_" are extensions, allowed in every
 // object: kept verbatim (compacted) and written back by Document, never
-// interpreted. Earlier versions kept every unknown field; Service.Show still
-// loads such a stored document, enforcing what this version knows (as they
-// did), and reports each unknown field in Stored.Warnings; Validate and Set
+// interpreted. Earlier versions kept every unknown field. Service.Show
+// refuses such a stored document (POLICY_INVALID, naming each field and
+// the fix) unless ignoring every such field can only leave the gateway as
+// strict as meant or stricter — a stray cors field, say; see
+// Policy.failClosed for the rule. A misspelled "ip_whitelst", a rate limit
+// field, trusted_proxy_ips, or a field with no close known one (its intent
+// is unknown) fails closed. A tolerated field is enforced as nothing (as
+// those versions did) and reported in Stored.Warnings; Validate and Set
 // refuse it until it is fixed.
 //
 // Client addresses are unmapped (::ffff:10.1.2.3 is 10.1.2.3) and stripped of

@@ -26,10 +26,12 @@ type Stored struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	// Warnings names the fields of the stored document this version
 	// ignores, each with the field it most likely meant. An earlier FLM
-	// kept unknown fields (a misspelled "ip_whitelst" too) where this one
-	// refuses them; such a document still loads, so a running install keeps
-	// working, but it must not pass for a clean one: show it to the user
-	// (`flm check`, `security policy show`, the proxy's log).
+	// kept unknown fields where this one refuses them. Show loads such a
+	// document only when ignoring each of them cannot open the gateway
+	// (a stray cors field, say); it must still not pass for a clean one:
+	// show it to the user (`flm check`, `security policy show`, the
+	// proxy's log). A misspelled restriction ("ip_whitelst") is not a
+	// warning but a POLICY_INVALID error.
 	Warnings []string `json:"warnings,omitempty"`
 }
 
@@ -59,9 +61,12 @@ func (s *Service) store() (Store, error) {
 // Show returns the stored policy. A stored document that no longer parses
 // is reported as POLICY_INVALID, never replaced by a default: a broken
 // policy must be fixed, not silently opened up. Unknown fields an earlier
-// FLM stored are the one exception Parse does not make: they are kept,
-// enforced as nothing (as that FLM did), and reported in Warnings; Validate
-// on the policy refuses them, and so does Set until they are fixed.
+// FLM stored (it kept every field it did not know) fail closed too, with
+// POLICY_INVALID naming each field and the fix, unless ignoring them
+// cannot let in more than their author meant (Policy.failClosed has the
+// rule): those are kept, enforced as nothing (as that FLM did), and
+// reported in Warnings; Validate on the policy refuses them, and so does
+// Set until they are fixed.
 func (s *Service) Show(ctx context.Context) (Stored, error) {
 	st, err := s.store()
 	if err != nil {
@@ -75,6 +80,9 @@ func (s *Service) Show(ctx context.Context) (Stored, error) {
 	if err != nil {
 		return Stored{}, flmerr.Wrap(err, flmerr.PolicyInvalid,
 			"the stored security policy is invalid; replace it with `flm security policy set`")
+	}
+	if err := p.failClosed(); err != nil {
+		return Stored{}, flmerr.Wrap(err, flmerr.PolicyInvalid, "the stored security policy is invalid")
 	}
 	return Stored{Policy: p, UpdatedAt: at, Warnings: p.ignored()}, nil
 }

@@ -178,12 +178,13 @@ func TestServiceSetMisspelledFieldFailsClosed(t *testing.T) {
 	}
 }
 
-// An earlier FLM kept every unknown field, so a store may hold a misspelled
-// field that has never had an effect. Loading it must neither stop a
-// running install nor pass for a clean policy.
+// An earlier FLM kept every unknown field, so a store may hold fields that
+// have never had an effect. One whose absence cannot open the gateway (a
+// stray cors field) neither stops a running install nor passes for a clean
+// policy.
 func TestServiceShowStoredUnknownFields(t *testing.T) {
 	svc, st := newService(t)
-	const legacy = `{"ip_whitelist":["10.0.0.0/8"],"ip_whitelst":["192.168.0.0/16"],"cors":{"allowed_origins":[],"max_age":600},"x_note":"kept"}`
+	const legacy = `{"ip_whitelist":["10.0.0.0/8"],"cors":{"allowed_origins":[],"max_age":600},"x_note":"kept"}`
 	if err := st.Put(t.Context(), []byte(legacy), fixedNow); err != nil {
 		t.Fatal(err)
 	}
@@ -193,33 +194,120 @@ func TestServiceShowStoredUnknownFields(t *testing.T) {
 	}
 	c := shown.Policy.Compile()
 	if !c.AllowsIP(netip.MustParseAddr("10.1.2.3")) || c.AllowsIP(netip.MustParseAddr("192.168.1.1")) {
-		t.Fatal("the stored policy is not enforced as stored: known fields apply, unknown ones are not interpreted")
+		t.Fatal("the stored policy is not enforced as stored")
 	}
-	if len(shown.Warnings) != 2 ||
+	if len(shown.Warnings) != 1 ||
 		shown.Warnings[0] != `cors: unknown field "max_age" is ignored (an earlier FLM stored it; fix the policy with `+
-			"`flm security policy set`"+`); the known fields are allowed_origins (extension fields start with "x_")` ||
-		shown.Warnings[1] != `unknown field "ip_whitelst" is ignored (an earlier FLM stored it; fix the policy with `+
-			"`flm security policy set`"+`); did you mean "ip_whitelist"?` {
+			"`flm security policy set`"+`); the known fields are allowed_origins (extension fields start with "x_")` {
 		t.Fatalf("Warnings = %q, want one per unknown field (not the x_ extension), each saying how to fix it", shown.Warnings)
 	}
 	if err := shown.Policy.Validate(); !flmerr.Is(err, flmerr.PolicyInvalid) || !strings.Contains(err.Error(), `cors: unknown field "max_age"`) {
 		t.Fatalf("Validate of the stored policy = %v, want POLICY_INVALID naming the field", err)
 	}
-	if doc := string(shown.Policy.Document()); doc != `{"ip_whitelist":["10.0.0.0/8"],"cors":{"allowed_origins":[],"max_age":600},"ip_whitelst":["192.168.0.0/16"],"x_note":"kept"}` {
+	if doc := string(shown.Policy.Document()); doc != legacy {
 		t.Fatalf("Document() = %s: a stored field was lost", doc)
 	}
-	// Writing it back unchanged is refused; fixing the typo clears it.
+	// Writing it back unchanged is refused; removing the field clears it.
 	if _, err := svc.Set(t.Context(), shown.Policy.Document()); !flmerr.Is(err, flmerr.PolicyInvalid) {
 		t.Fatalf("Set of the stored document = %v, want POLICY_INVALID", err)
 	}
 	if got := storedDoc(t, st); got != legacy {
 		t.Fatalf("refused Set changed the store to %s", got)
 	}
-	if _, err := svc.Set(t.Context(), []byte(`{"ip_whitelist":["10.0.0.0/8","192.168.0.0/16"],"x_note":"kept"}`)); err != nil {
+	if _, err := svc.Set(t.Context(), []byte(`{"ip_whitelist":["10.0.0.0/8"],"x_note":"kept"}`)); err != nil {
 		t.Fatal(err)
 	}
 	if shown, err = svc.Show(t.Context()); err != nil || shown.Warnings != nil {
 		t.Fatalf("after the fix: Show = %v, %q", err, shown.Warnings)
+	}
+}
+
+// The attack of the review: an earlier FLM accepted a misspelled
+// restriction and stored it; loading that document leniently left the
+// allowlist (or rate limit) empty and every client in, with only a warning
+// in a log. Loading it must fail closed, naming the field and the fix, so
+// the proxy refuses to start and a running one keeps its last good policy.
+func TestServiceShowStoredMisspelledRestrictionFailsClosed(t *testing.T) {
+	attacker := netip.MustParseAddr("1.2.3.4")
+	for doc, want := range map[string]string{
+		`{"ip_whitelst":["10.0.0.0/8"]}`:  `unknown field "ip_whitelst" (value ["10.0.0.0/8"]); did you mean "ip_whitelist"?`,
+		`{"ip_allowlist":["10.0.0.0/8"]}`: `unknown field "ip_allowlist" (value ["10.0.0.0/8"]); did you mean "ip_whitelist"?`,
+		// A correct field beside the misspelled one does not make it harmless.
+		`{"ip_whitelist":["10.0.0.0/8"],"ip_whitelst":["192.168.0.0/16"]}`: `unknown field "ip_whitelst"`,
+		`{"rate_limt":{"rpm":60}}`:                                                `unknown field "rate_limt" (value {"rpm":60}); did you mean "rate_limit"?`,
+		`{"ip_rate_limt":{"rpm":60}}`:                                             `unknown field "ip_rate_limt" (value {"rpm":60}); did you mean "ip_rate_limit"?`,
+		`{"rate_limit":{"rpm":600,"brust":5}}`:                                    `rate_limit: unknown field "brust" (value 5); did you mean "burst"?`,
+		`{"ip_rate_limit":{"rpm":0,"rmp":10}}`:                                    `ip_rate_limit: unknown field "rmp" (value 10); did you mean "rpm"?`,
+		`{"requests_per_minute":10}`:                                              `unknown field "requests_per_minute" (value 10); did you mean "rate_limit.rpm"?`,
+		`{"trusted_proxies":["127.0.0.1"]}`:                                       `unknown field "trusted_proxies" (value ["127.0.0.1"]); did you mean "trusted_proxy_ips"?`,
+		`{"blocked_ips":["1.2.3.4"]}`:                                             `unknown field "blocked_ips" (value ["1.2.3.4"]); the known fields are`,
+		`{"ip_rate_limit":{"rpm":60,"window":"1h"}}`:                              `ip_rate_limit: unknown field "window"`,
+		`{"trusted_proxy_ips":["127.0.0.1"],"client_ip_header":"True-Client-IP"}`: `client_ip_header "True-Client-IP"; it must be`,
+		`{"trusted_proxy_ips":["127.0.0.1"],"real_ip_header":"X-Real-IP"}`:        `unknown field "real_ip_header" (value "X-Real-IP"); did you mean "client_ip_header"?`,
+	} {
+		t.Run(doc, func(t *testing.T) {
+			svc, st := newService(t)
+			if err := st.Put(t.Context(), []byte(doc), fixedNow); err != nil {
+				t.Fatal(err)
+			}
+			shown, err := svc.Show(t.Context())
+			if !flmerr.Is(err, flmerr.PolicyInvalid) {
+				c := shown.Policy.Compile()
+				t.Fatalf("Show = %v (warnings %q); %v allowed: %v; want POLICY_INVALID", err, shown.Warnings, attacker, c.AllowsIP(attacker))
+			}
+			msg := err.Error()
+			for _, part := range []string{"the stored security policy is invalid", want, "`flm security policy set`", "keeps its last good policy"} {
+				if !strings.Contains(msg, part) {
+					t.Fatalf("message %q does not contain %q", msg, part)
+				}
+			}
+			if !shown.UpdatedAt.IsZero() || shown.Warnings != nil {
+				t.Fatalf("Show returned a stored policy with the error: %+v", shown)
+			}
+			if got := storedDoc(t, st); got != doc {
+				t.Fatalf("Show changed the store to %s", got)
+			}
+			// The fix is the one the message names.
+			if _, err := svc.Set(t.Context(), []byte(`{"ip_whitelist":["10.0.0.0/8"]}`)); err != nil {
+				t.Fatal(err)
+			}
+			if shown, err = svc.Show(t.Context()); err != nil || shown.Policy.Compile().AllowsIP(attacker) {
+				t.Fatalf("after policy set: %v", err)
+			}
+		})
+	}
+}
+
+// The other side of the rule: a stored field whose absence cannot let in
+// more than its author meant only warns, so an install that works keeps
+// working.
+func TestServiceShowStoredHarmlessFieldsWarn(t *testing.T) {
+	for doc, want := range map[string]string{
+		`{"cors":{"allowed_origins":[],"allow_credentials":true}}`: `cors: unknown field "allow_credentials" is ignored`,
+		`{"cors":{"allowed_origns":["https://a.example"]}}`:        `cors: unknown field "allowed_origns" is ignored`,
+		`{"allowed_origins":["https://a.example"]}`:                `unknown field "allowed_origins" is ignored (an earlier FLM stored it; fix the policy with ` + "`flm security policy set`" + `); did you mean "cors.allowed_origins"?`,
+		`{"cros":{"allowed_origins":["*"]}}`:                       `did you mean "cors"?`,
+		`{"x-note":"hello"}`:                                       `did you mean "x_note"?`,
+		`{"client_ip_header":"X-Real-IP"}`:                         `client_ip_header "X-Real-IP" is ignored`,
+		`{"real_ip_header":"X-Real-IP"}`:                           `did you mean "client_ip_header"?`,
+	} {
+		t.Run(doc, func(t *testing.T) {
+			svc, st := newService(t)
+			if err := st.Put(t.Context(), []byte(doc), fixedNow); err != nil {
+				t.Fatal(err)
+			}
+			shown, err := svc.Show(t.Context())
+			if err != nil {
+				t.Fatalf("Show = %v, want the policy with a warning", err)
+			}
+			if len(shown.Warnings) != 1 || !strings.Contains(shown.Warnings[0], want) {
+				t.Fatalf("Warnings = %q, want one containing %q", shown.Warnings, want)
+			}
+			c := shown.Policy.Compile()
+			if !c.AllowsIP(netip.MustParseAddr("1.2.3.4")) || c.AllowsOrigin("https://a.example") || c.RealIPHeader() {
+				t.Fatal("an ignored field took effect")
+			}
+		})
 	}
 }
 
@@ -263,12 +351,14 @@ func TestServiceClientIPHeader(t *testing.T) {
 }
 
 // Before client_ip_header existed, an earlier FLM kept it as an unknown
-// field without reading it. A value this version refuses keeps that
-// meaning (X-Forwarded-For decides) and is reported, not fatal.
+// field without reading it. Without trusted_proxy_ips no header is read
+// from anyone, so a value this version refuses keeps that meaning and is
+// reported, not fatal. (With trusted proxies it fails closed:
+// TestServiceShowStoredMisspelledRestrictionFailsClosed.)
 func TestServiceShowStoredInvalidClientIPHeader(t *testing.T) {
 	for _, doc := range []string{
 		`{"client_ip_header":"X-Real-IP"}`,
-		`{"trusted_proxy_ips":["127.0.0.1"],"client_ip_header":"True-Client-IP"}`,
+		`{"client_ip_header":"True-Client-IP"}`,
 	} {
 		t.Run(doc, func(t *testing.T) {
 			svc, st := newService(t)

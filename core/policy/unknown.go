@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 )
 
@@ -183,20 +184,108 @@ func distance(a, b string) int {
 
 // ignored describes the kept fields of p that are not extensions. Only a
 // document stored by an earlier FLM, which kept every field it did not
-// know, has them; the policy is enforced without them, as it was then.
+// know, has them; Service.Show loads such a document only when each of them
+// is tolerated (see failClosed), and enforces it without them, as that FLM
+// did.
 func (p Policy) ignored() []string {
-	const stored = " is ignored (an earlier FLM stored it; fix the policy with `flm security policy set`); "
 	var out []string
 	for _, f := range p.extra {
-		switch {
-		case strings.HasPrefix(f.name, ExtensionPrefix):
-		case f.in == "" && f.name == fieldClientIPHeader: // known now, invalid
-			out = append(out, fieldClientIPHeader+" "+cut(string(f.raw))+stored+
-				`it must be "X-Forwarded-For" or "X-Real-IP", and "X-Real-IP" needs trusted_proxy_ips`)
-		default:
-			msg, hint := unknownField(f.in, f.name)
-			out = append(out, msg+stored+hint)
+		if !strings.HasPrefix(f.name, ExtensionPrefix) {
+			out = append(out, describeIgnored(f)+" is ignored (an earlier FLM stored it; fix the policy with `flm security policy set`); "+hintIgnored(f))
 		}
 	}
 	return out
+}
+
+// describeIgnored names an ignored field for a message.
+func describeIgnored(f field) string {
+	if f.in == "" && f.name == fieldClientIPHeader { // known now, with a value this version refuses
+		return fieldClientIPHeader + " " + cut(string(f.raw))
+	}
+	msg, _ := unknownField(f.in, f.name)
+	return msg
+}
+
+func hintIgnored(f field) string {
+	if f.in == "" && f.name == fieldClientIPHeader {
+		return `it must be "X-Forwarded-For" or "X-Real-IP", and "X-Real-IP" needs trusted_proxy_ips`
+	}
+	_, hint := unknownField(f.in, f.name)
+	return hint
+}
+
+// maxNamed bounds the fields one failClosed message names.
+const maxNamed = 3
+
+// failClosed is the rule for the fields an earlier FLM stored that this one
+// does not enforce (Policy.extra, outside extensions). Such a field is
+// tolerated, and only reported, when ignoring it can leave the gateway
+// stricter or as strict as its author meant, whatever the author meant:
+//
+//   - any field inside cors: FLM grants cross-origin access only through
+//     allowed_origins, which it reads; an ignored cors field can only
+//     withhold access, never add it;
+//   - a top-level field whose closest known field is cors or
+//     cors.allowed_origins (misplaced origins), for the same reason;
+//   - a field whose closest known name is an extension (x-note for
+//     x_note): an extension is never enforced anyway;
+//   - client_ip_header (an unreadable value, or a field closest to it)
+//     while trusted_proxy_ips is empty: no header is believed from anyone,
+//     so which header was meant cannot matter.
+//
+// Every other ignored field fails closed: one closest to ip_whitelist,
+// rate_limit or ip_rate_limit or to their rpm and burst (ignoring it drops
+// a restriction), to trusted_proxy_ips (the reverse proxy's own address,
+// often loopback, would become every forwarded client's: an allowlist that
+// names it, or loopback's keyless /metrics, would let them all in), to
+// client_ip_header while proxies are trusted (X-Forwarded-For would be
+// read instead, which a proxy that sets another header may pass through
+// from the client), and a field with no close known one at all: its intent
+// is unknown, and it may have been meant to restrict. The error names each
+// such field and the fix.
+func (p Policy) failClosed() error {
+	var bad []string
+	for _, f := range p.extra {
+		if !strings.HasPrefix(f.name, ExtensionPrefix) && !p.tolerated(f) {
+			desc := describeIgnored(f)
+			if f.in != "" || f.name != fieldClientIPHeader { // that one already shows its value
+				desc += " (value " + cut(string(f.raw)) + ")"
+			}
+			bad = append(bad, desc+"; "+hintIgnored(f))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	more := ""
+	if len(bad) > maxNamed {
+		more = fmt.Sprintf("; and %d more", len(bad)-maxNamed)
+		bad = bad[:maxNamed]
+	}
+	return invalid("it holds fields an earlier FLM stored and never enforced; ignoring them could let in what they were "+
+		"meant to keep out, so it is not loaded (a proxy refuses to start, a running one keeps its last good policy) "+
+		"until you fix it with `flm security policy set`: %s%s", strings.Join(bad, "; "), more)
+}
+
+// tolerated reports whether the ignored field f may stay unenforced (see
+// failClosed).
+func (p Policy) tolerated(f field) bool {
+	if f.in == fieldCORS {
+		return true
+	}
+	meant := f.name
+	if f.in != "" || f.name != fieldClientIPHeader {
+		meant = objects[f.in].suggest(f.name)
+	}
+	switch {
+	case meant == "":
+		return false
+	case strings.HasPrefix(meant, ExtensionPrefix):
+		return true
+	case f.in == "" && (meant == fieldCORS || strings.HasPrefix(meant, fieldCORS+".")):
+		return true
+	case f.in == "" && meant == fieldClientIPHeader:
+		return len(p.TrustedProxyIPs) == 0
+	}
+	return false
 }

@@ -25,13 +25,21 @@ import (
 // the HandleStore keeps with the handle. It works the same on every OS
 // (Windows has no SIGHUP).
 //
-// Request: POST ControlPath?parts=all|security with
-// "Authorization: Bearer <token>". The reload runs before the answer:
-// 200 with Applied, or an error status with
-// {"error":{"code":"DB_ERROR","message":"…"}}.
+// Requests carry "Authorization: Bearer <token>".
+//
+//   - POST ControlPath?parts=all|security: the reload runs before the
+//     answer: 200 with Applied, or an error status with
+//     {"error":{"code":"DB_ERROR","message":"…"}}.
+//   - GET IdentifyPath: 204 and nothing else. A right answer to the token
+//     proves the process is that proxy, where the OS cannot tell from the
+//     pid (command lines are read only on Linux).
 
 // ControlPath is the control channel's reload endpoint.
 const ControlPath = "/flm/control/reload"
+
+// IdentifyPath is the control channel's endpoint that only proves who
+// answers.
+const IdentifyPath = "/flm/control/identify"
 
 // TokenBytes is the size of a control token's random part (256 bits).
 const TokenBytes = 32
@@ -87,7 +95,7 @@ func ControlHandler(token string, reload ReloadFunc) http.Handler {
 	want := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		if r.URL.Path != ControlPath {
+		if r.URL.Path != ControlPath && r.URL.Path != IdentifyPath {
 			writeControlError(w, http.StatusNotFound, flmerr.New(flmerr.InvalidArgument, "unknown control path"))
 			return
 		}
@@ -100,6 +108,15 @@ func ControlHandler(token string, reload ReloadFunc) http.Handler {
 		}
 		if r.Header.Get("Origin") != "" || !loopbackHost(r.Host) {
 			writeControlError(w, http.StatusForbidden, flmerr.New(flmerr.InvalidArgument, "the control channel answers loopback clients only"))
+			return
+		}
+		if r.URL.Path == IdentifyPath {
+			if r.Method != http.MethodGet {
+				w.Header().Set("Allow", http.MethodGet)
+				writeControlError(w, http.StatusMethodNotAllowed, flmerr.New(flmerr.InvalidArgument, "use GET"))
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
 			return
 		}
 		if r.Method != http.MethodPost {

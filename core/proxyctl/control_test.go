@@ -62,6 +62,12 @@ func TestControlHandlerRefusesBeforeReloading(t *testing.T) {
 		{"GET", "GET", ControlPath, "127.0.0.1:5000", good, nil, 405},
 		{"other path", "POST", "/v1/chat/completions", "127.0.0.1:5000", good, nil, 404},
 		{"unknown parts", "POST", ControlPath + "?parts=everything", "127.0.0.1:5000", good, nil, 400},
+		// Identify proves who holds the token: it must not answer without it.
+		{"identify without token", "GET", IdentifyPath, "127.0.0.1:5000", "", nil, 401},
+		{"identify wrong token", "GET", IdentifyPath, "127.0.0.1:5000", "Bearer " + strings.Repeat("0", 64), nil, 401},
+		{"identify rebinding host", "GET", IdentifyPath, "evil.example:5000", good, nil, 403},
+		{"identify browser origin", "GET", IdentifyPath, "127.0.0.1:5000", good, []string{"Origin", "http://evil.example"}, 403},
+		{"identify POST", "POST", IdentifyPath, "127.0.0.1:5000", good, nil, 405},
 	}
 	for _, c := range refused {
 		rec := do(c.method, c.target, c.host, c.auth, c.hdr...)
@@ -77,6 +83,9 @@ func TestControlHandlerRefusesBeforeReloading(t *testing.T) {
 		t.Fatalf("%d refused requests reloaded anyway", calls)
 	}
 
+	if rec := do("GET", IdentifyPath, "127.0.0.1:5000", good); rec.Code != http.StatusNoContent || rec.Body.Len() != 0 || calls != 0 {
+		t.Fatalf("identify: %d %q (reloads %d); want 204 and no reload", rec.Code, rec.Body, calls)
+	}
 	rec := do("POST", ControlPath+"?parts=security", "[::1]:5000", good)
 	var a Applied
 	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &a) != nil || a.Generation != 3 || a.Parts != ReloadSecurity || calls != 1 {

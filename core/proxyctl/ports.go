@@ -87,9 +87,20 @@ type Prober interface {
 // Reload returns the proxy's Applied once it applied parts; an unreachable
 // channel is PROXY_NOT_RUNNING, a refusal or a failed reload carries the
 // code the proxy sent. It honours ctx's deadline.
+//
+// Identify asks the channel, without changing anything, whether it is h's
+// proxy: nil when it accepts h.Control.Token (only that proxy holds it), an
+// error wrapping ErrNotThisProxy when the address provably holds no proxy
+// of h (nothing listens there, or what listens refuses the token), and any
+// other error when it cannot tell (no answer before ctx's deadline).
 type Controller interface {
 	Reload(ctx context.Context, h Handle, parts Parts) (Applied, error)
+	Identify(ctx context.Context, h Handle) error
 }
+
+// ErrNotThisProxy is what Controller.Identify wraps when a handle's control
+// address proves that its proxy no longer runs there.
+var ErrNotThisProxy = errors.New("not this proxy")
 
 // KeyChecker tells whether an API key could use a proxy now.
 type KeyChecker interface {

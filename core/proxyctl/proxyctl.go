@@ -137,6 +137,10 @@ type Handle struct {
 	// Control reaches the proxy's control channel. It holds a secret, so
 	// it is never part of the handle's JSON; HandleStores keep it apart.
 	Control Control `json:"-"`
+
+	// unproven is set by Service.Live on a silent proxy whose pid may now
+	// be another program's: it is reported, never signalled.
+	unproven bool
 }
 
 // Control is the address and token of a proxy's control channel. The zero

@@ -38,15 +38,19 @@ type Service struct {
 	// not answer (stopped, overloaded): a command that changed keys must
 	// not hang on it. 0 = 3 s.
 	SilentReloadTimeout time.Duration
+	// IdentifyTimeout bounds the question to the control channel of a
+	// silent proxy whose identity the OS does not tell. 0 = 3 s.
+	IdentifyTimeout time.Duration
 }
 
 // Default timeouts.
 const (
-	DefaultReadyTimeout  = 20 * time.Second
-	DefaultStopTimeout   = 8 * time.Second
-	DefaultReloadTimeout = 15 * time.Second
-	DefaultSilentTimeout = 3 * time.Second
-	pollEvery            = 25 * time.Millisecond
+	DefaultReadyTimeout    = 20 * time.Second
+	DefaultStopTimeout     = 8 * time.Second
+	DefaultReloadTimeout   = 15 * time.Second
+	DefaultSilentTimeout   = 3 * time.Second
+	DefaultIdentifyTimeout = 3 * time.Second
+	pollEvery              = 25 * time.Millisecond
 )
 
 func (s *Service) clock() Clock {
@@ -193,12 +197,31 @@ type Registration struct {
 }
 
 // Register records the handle of a proxy that serves cfg in this process
-// (foreground mode): what StartBackground waits for.
+// (foreground mode): what StartBackground waits for. The proxy must already
+// serve its control channel (r.Control).
+//
+// Once the handle is recorded, Register has the proxy re-read keys and
+// policy over that channel before it returns. A proxy reads them first
+// while it starts, before its handle can be seen; a key revoked or a policy
+// set in between is stored by a command that finds no handle to reload and
+// returns, and the new proxy would enforce the older state until its next
+// periodic refresh. Any change stored before the handle was visible is read
+// here; any change stored after it finds the handle. If the re-read fails,
+// the handle is removed and the proxy must not serve.
 func (s *Service) Register(ctx context.Context, cfg Config, r Registration) (Handle, error) {
+	if !LoopbackAddr(r.Control.Addr) || r.Control.Token == "" {
+		return Handle{}, flmerr.New(flmerr.Internal, "a proxy registers with its control channel on loopback")
+	}
 	h := s.NewHandle(cfg, r.PID)
 	h.InstanceID, h.Control = r.InstanceID, r.Control
 	if err := s.Handles.Save(ctx, h, cfg); err != nil {
 		return Handle{}, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, orDefault(s.ReloadTimeout, DefaultReloadTimeout))
+	defer cancel()
+	if _, err := s.Control.Reload(rctx, h, ReloadSecurity); err != nil {
+		_ = s.Handles.Remove(context.WithoutCancel(ctx), h.ID)
+		return Handle{}, flmerr.Wrap(err, flmerr.CodeOf(err), "re-read keys and policy once the proxy is registered")
 	}
 	return h, nil
 }
@@ -245,6 +268,16 @@ func (s *Service) NewHandle(cfg Config, pid int) Handle {
 // Live returns the handles of running proxies and forgets the others: a
 // dead pid, or a live pid that is provably not that proxy (the OS reused
 // it), is removed and never signalled. Running is whether /health answers.
+//
+// A live pid whose /health does not answer (stopped, overloaded: the probe
+// gives up after 2 s) is never forgotten on doubt, or a command that
+// changed keys would skip a proxy that still serves them. Its identity is
+// proven by its command line where the OS tells it (Linux), else by its
+// control channel: a right answer to the token proves it is the proxy,
+// nothing listening there or a refused token proves it is not. When
+// neither answers, the handle is kept, not running, with LastError saying
+// so, and it is never signalled (Stop refuses it; an older proxy without a
+// control channel is not sent SIGHUP).
 func (s *Service) Live(ctx context.Context) ([]Handle, error) {
 	list, err := s.Handles.List(ctx)
 	if err != nil {
@@ -252,31 +285,65 @@ func (s *Service) Live(ctx context.Context) ([]Handle, error) {
 	}
 	live := []Handle{}
 	for _, h := range list {
-		healthy := s.Procs.Alive(h.PID) && s.answers(ctx, h)
-		if !healthy && !s.stillOurs(h) {
+		alive := s.Procs.Alive(h.PID)
+		if alive && s.answers(ctx, h) {
+			h.Running = true
+			live = append(live, h)
+			continue
+		}
+		h.Running = false
+		id := notOurs
+		if alive {
+			id = s.identify(ctx, h)
+		}
+		switch id {
+		case notOurs:
 			// A read-only store keeps it; it is still not shown.
 			if err := s.Handles.Remove(ctx, h.ID); err != nil && !flmerr.Is(err, flmerr.DBReadOnly) {
 				return nil, err
 			}
 			continue
-		}
-		h.Running = healthy
-		if !healthy {
+		case ours:
 			h.LastError = "the process is alive but /health does not answer"
+		default:
+			h.unproven = true
+			h.LastError = fmt.Sprintf("pid %d is alive but neither /health nor the control channel answers, and this OS does not tell "+
+				"whether it is still this proxy; it is kept, and never signalled", h.PID)
 		}
 		live = append(live, h)
 	}
 	return live, nil
 }
 
-// stillOurs reports whether a proxy that does not answer /health is still
-// the process of h, as far as the OS can tell.
-func (s *Service) stillOurs(h Handle) bool {
-	if !s.Procs.Alive(h.PID) {
-		return false
+type identity int
+
+const (
+	unknown identity = iota
+	ours
+	notOurs
+)
+
+// identify tells whether the live pid of h, whose /health is silent, is
+// still h's proxy.
+func (s *Service) identify(ctx context.Context, h Handle) identity {
+	if is, known := s.Procs.IsProxy(h.PID, h.Port); known {
+		if is {
+			return ours
+		}
+		return notOurs
 	}
-	is, known := s.Procs.IsProxy(h.PID, h.Port)
-	return known && is
+	if !LoopbackAddr(h.Control.Addr) || h.Control.Token == "" {
+		return unknown // no channel to ask (an older proxy), or a tampered store: the token goes nowhere else
+	}
+	ctx, cancel := context.WithTimeout(ctx, orDefault(s.IdentifyTimeout, DefaultIdentifyTimeout))
+	defer cancel()
+	switch err := s.Control.Identify(ctx, h); {
+	case err == nil:
+		return ours
+	case errors.Is(err, ErrNotThisProxy):
+		return notOurs
+	}
+	return unknown
 }
 
 // Selector picks running proxies: exactly one of its fields is set.
@@ -316,15 +383,21 @@ func (s *Service) Select(ctx context.Context, sel Selector) ([]Handle, error) {
 
 // Stop stops the selected proxies: Terminate, then Kill once StopTimeout
 // passed, and forgets their handles. A signal that fails on a live process
-// is INTERNAL, reported after the others were stopped.
+// is INTERNAL, reported after the others were stopped. A proxy whose
+// identity cannot be proven (see Live) is not signalled: PROXY_NOT_RUNNING,
+// naming its pid, after the others were stopped.
 func (s *Service) Stop(ctx context.Context, sel Selector) (stopped []string, err error) {
 	hs, err := s.Select(ctx, sel)
 	if err != nil {
 		return nil, err
 	}
 	stopped = []string{}
-	var errs []error
+	var errs, unproven []error
 	for _, h := range hs {
+		if h.unproven {
+			unproven = append(unproven, fmt.Errorf("%s: %s; if it is, stop it with the OS's tools", h.ID, h.LastError))
+			continue
+		}
 		if err := s.Procs.Signal(h.PID, Terminate); err != nil && s.Procs.Alive(h.PID) {
 			errs = append(errs, fmt.Errorf("%s: %w", h.ID, err))
 			continue
@@ -337,7 +410,10 @@ func (s *Service) Stop(ctx context.Context, sel Selector) (stopped []string, err
 		stopped = append(stopped, h.ID)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return stopped, flmerr.Wrap(err, flmerr.Internal, "stop")
+		return stopped, flmerr.Wrap(errors.Join(append(errs, unproven...)...), flmerr.Internal, "stop")
+	}
+	if err := errors.Join(unproven...); err != nil {
+		return stopped, flmerr.Wrap(err, flmerr.ProxyNotRunning, "not stopped")
 	}
 	return stopped, nil
 }
@@ -406,6 +482,10 @@ func (s *Service) reloadOne(ctx context.Context, h Handle, parts Parts) Result {
 		return r
 	}
 	if h.Control == (Control{}) {
+		if h.unproven {
+			// SIGHUP ends a process that does not handle it.
+			return fail(flmerr.New(flmerr.ProxyNotRunning, "not signalled: %s", h.LastError))
+		}
 		// A proxy of an older flm: SIGHUP is all it understands, and it
 		// cannot say when it applied it.
 		if err := s.Procs.Signal(h.PID, Hangup); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -65,19 +66,19 @@ func (w *world) running(t *testing.T, port int) (proxyctl.Handle, *atomic.Int32)
 	cfg := proxyctl.DefaultConfig()
 	cfg.Port = port
 	pid := w.procs.Spawn(proxyctltest.Proc{Port: port, Args: true})
-	h, err := w.svc.Register(context.Background(), cfg, proxyctl.Registration{
-		PID: pid, InstanceID: fmt.Sprintf("inst-%d", port),
-		Control: proxyctl.Control{Addr: fmt.Sprintf("127.0.0.1:%d", 50000+port), Token: strings.Repeat("7", 64)},
+	ctl := proxyctl.Control{Addr: fmt.Sprintf("127.0.0.1:%d", 50000+port), Token: strings.Repeat("7", 64)}
+	// The proxy serves before it registers: Register reloads it once.
+	var n atomic.Int32
+	w.control.Serve(ctl.Addr, ctl.Token, func(_ context.Context, parts proxyctl.Parts) (proxyctl.Applied, error) {
+		g := n.Add(1)
+		return proxyctl.Applied{Generation: uint64(g), Parts: parts}, nil
 	})
+	h, err := w.svc.Register(context.Background(), cfg, proxyctl.Registration{PID: pid, InstanceID: fmt.Sprintf("inst-%d", port), Control: ctl})
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.prober.Set(h.URLs.Local, proxyctltest.Health{Instance: h.InstanceID})
-	var n atomic.Int32
-	w.control.Serve(h.Control.Addr, h.Control.Token, func(_ context.Context, parts proxyctl.Parts) (proxyctl.Applied, error) {
-		g := n.Add(1)
-		return proxyctl.Applied{Generation: uint64(g), Parts: parts}, nil
-	})
+	n.Store(0)
 	return h, &n
 }
 
@@ -184,7 +185,9 @@ func TestStartBackground(t *testing.T) {
 		w.launcher.Child = func(_ proxyctl.Config, p int) { pid = p }
 		w.clock.OnSleep = func(now time.Time) {
 			if now.Sub(t0) == 200*time.Millisecond {
-				h, err := w.svc.Register(ctx, cfg, proxyctl.Registration{PID: pid, InstanceID: "child"})
+				ctl := proxyctl.Control{Addr: "127.0.0.1:50001", Token: strings.Repeat("7", 64)}
+				w.control.Serve(ctl.Addr, ctl.Token, func(context.Context, proxyctl.Parts) (proxyctl.Applied, error) { return proxyctl.Applied{}, nil })
+				h, err := w.svc.Register(ctx, cfg, proxyctl.Registration{PID: pid, InstanceID: "child", Control: ctl})
 				if err != nil {
 					t.Error(err)
 				}
@@ -312,13 +315,6 @@ func TestLiveForgetsDeadAndForeignProcesses(t *testing.T) {
 	}
 	if len(w.procs.Signals(other)) != 0 {
 		t.Fatal("the unrelated process was signalled")
-	}
-
-	// Where the OS does not tell command lines (macOS), a silent proxy
-	// cannot be proven ours and is not acted on.
-	w.procs.Unknown = true
-	if live, _ := w.svc.Live(ctx); len(live) != 1 || live[0].ID != healthy.ID {
-		t.Fatalf("Live without command lines = %+v", live)
 	}
 
 	// On a read-only store dead handles are hidden, not an error.
@@ -485,4 +481,146 @@ func TestReloadOfASilentProxyIsBounded(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("Apply waited %v on a silent proxy", d)
 	}
+}
+
+// The race of the review: a proxy reads keys while it starts, and only
+// later registers its handle. A revoke committed in between finds no proxy
+// to reload and returns; the new proxy must not keep accepting the key
+// until its next periodic refresh.
+func TestRegisterCatchesUpWithChangesMadeWhileStarting(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	cfg := proxyctl.DefaultConfig()
+	var stored, enforced atomic.Int32 // versions of the key store
+	stored.Store(1)
+	ctl := proxyctl.Control{Addr: "127.0.0.1:50080", Token: strings.Repeat("7", 64)}
+	var parts []proxyctl.Parts
+	w.control.Serve(ctl.Addr, ctl.Token, func(_ context.Context, p proxyctl.Parts) (proxyctl.Applied, error) {
+		parts = append(parts, p)
+		enforced.Store(stored.Load())
+		return proxyctl.Applied{Parts: p}, nil
+	})
+	// The proxy starts: it reads the store, then serves.
+	pid := w.procs.Spawn(proxyctltest.Proc{Port: cfg.Port, Args: true})
+	enforced.Store(stored.Load())
+	// A revoke commits now, before the handle exists: it reaches nobody.
+	stored.Store(2)
+	if res, err := w.svc.Apply(ctx, proxyctl.ReloadSecurity); err != nil || len(res) != 0 {
+		t.Fatalf("Apply before the handle exists = %+v, %v", res, err)
+	}
+	h, err := w.svc.Register(ctx, cfg, proxyctl.Registration{PID: pid, InstanceID: "i", Control: ctl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if enforced.Load() != 2 || !slices.Equal(parts, []proxyctl.Parts{proxyctl.ReloadSecurity}) {
+		t.Fatalf("after Register the proxy enforces version %d (reloads %v); the revoke stored before it registered was missed", enforced.Load(), parts)
+	}
+	if hs, _ := w.handles.List(ctx); len(hs) != 1 || hs[0].ID != h.ID {
+		t.Fatalf("handles = %+v", hs)
+	}
+
+	// A proxy that cannot catch up does not stay registered.
+	w2 := newWorld()
+	w2.control.Serve(ctl.Addr, ctl.Token, func(context.Context, proxyctl.Parts) (proxyctl.Applied, error) {
+		return proxyctl.Applied{}, flmerr.New(flmerr.PolicyInvalid, "load policy: the stored security policy is invalid")
+	})
+	_, err = w2.svc.Register(ctx, cfg, proxyctl.Registration{PID: pid, InstanceID: "i", Control: ctl})
+	if code(err) != flmerr.PolicyInvalid || !strings.Contains(err.Error(), "re-read keys and policy") {
+		t.Fatalf("Register with a failing re-read = %v (%s)", err, code(err))
+	}
+	if hs, _ := w2.handles.List(ctx); len(hs) != 0 {
+		t.Fatalf("the handle of a proxy that could not catch up was kept: %+v", hs)
+	}
+	// Nor does one without a control channel to catch up through.
+	for _, bad := range []proxyctl.Control{{}, {Addr: "10.0.0.1:5000", Token: ctl.Token}, {Addr: ctl.Addr}} {
+		if _, err := newWorld().svc.Register(ctx, cfg, proxyctl.Registration{PID: pid, InstanceID: "i", Control: bad}); err == nil {
+			t.Fatalf("Register with control %+v succeeded", bad)
+		}
+	}
+}
+
+// Where the OS does not tell a process's command line (macOS, Windows), a
+// proxy whose /health is slow once must not be forgotten: `api-keys revoke`
+// would then skip it and exit 0 while it keeps accepting the key.
+func TestLiveNeverForgetsAProxyItCannotDisprove(t *testing.T) {
+	ctx := context.Background()
+
+	t.Run("ControlChannelProvesIt", func(t *testing.T) {
+		w := newWorld()
+		w.procs.Unknown = true
+		h, reloads := w.running(t, 9101)
+		w.prober.Set(h.URLs.Local, proxyctltest.Health{Hang: true}) // the 2 s probe times out
+		res, err := w.svc.Apply(ctx, proxyctl.ReloadSecurity)
+		if err != nil || len(res) != 1 || res[0].HandleID != h.ID || !res[0].OK() || reloads.Load() != 1 {
+			t.Fatalf("Apply with a slow /health = %+v, %v (reloads %d): the proxy was skipped", res, err, reloads.Load())
+		}
+		live, err := w.svc.Live(ctx)
+		if err != nil || len(live) != 1 || live[0].Running || live[0].LastError != "the process is alive but /health does not answer" {
+			t.Fatalf("Live = %+v, %v", live, err)
+		}
+	})
+
+	t.Run("NothingProvesEitherWay", func(t *testing.T) {
+		w := newWorld()
+		w.procs.Unknown = true
+		w.svc.IdentifyTimeout, w.svc.SilentReloadTimeout = 50*time.Millisecond, 50*time.Millisecond
+		h, _ := w.running(t, 9102)
+		w.prober.Set(h.URLs.Local, proxyctltest.Health{Status: http.StatusServiceUnavailable})
+		w.control.Stall(h.Control.Addr, true)
+		live, err := w.svc.Live(ctx)
+		if err != nil || len(live) != 1 || live[0].ID != h.ID || live[0].Running || !strings.Contains(live[0].LastError, "does not tell whether it is still this proxy") {
+			t.Fatalf("Live = %+v, %v; want the handle kept, not running, saying why", live, err)
+		}
+		if hs, _ := w.handles.List(ctx); len(hs) != 1 {
+			t.Fatal("the handle was removed from the store")
+		}
+		// A command that changed keys names it instead of exiting as if
+		// no proxy ran.
+		res, err := w.svc.Apply(ctx, proxyctl.ReloadSecurity)
+		if err != nil || len(res) != 1 || res[0].HandleID != h.ID || res[0].OK() || res[0].Code != flmerr.ProxyNotRunning {
+			t.Fatalf("Apply = %+v, %v", res, err)
+		}
+		// It may be another program now: never signalled.
+		stopped, err := w.svc.Stop(ctx, proxyctl.Selector{All: true})
+		if len(stopped) != 0 || code(err) != flmerr.ProxyNotRunning || !strings.Contains(err.Error(), fmt.Sprint("pid ", h.PID)) {
+			t.Fatalf("Stop = %v, %v", stopped, err)
+		}
+		old := h
+		old.Control = proxyctl.Control{} // a proxy of an older flm: SIGHUP would be all it understands
+		_ = w.handles.Save(ctx, old, proxyctl.DefaultConfig())
+		res, _ = w.svc.Reload(ctx, proxyctl.Selector{All: true}, proxyctl.ReloadAll)
+		if len(res) != 1 || res[0].OK() {
+			t.Fatalf("Reload = %+v", res)
+		}
+		if s := w.procs.Signals(h.PID); len(s) != 0 || !w.procs.Alive(h.PID) {
+			t.Fatalf("a process that may not be the proxy got %v", s)
+		}
+	})
+
+	t.Run("ControlChannelDisprovesIt", func(t *testing.T) {
+		w := newWorld()
+		w.procs.Unknown = true
+		gone, _ := w.running(t, 9103)    // died; its pid now runs something else
+		foreign, _ := w.running(t, 9104) // its control port now holds another program
+		for _, h := range []proxyctl.Handle{gone, foreign} {
+			w.prober.Down(h.URLs.Local)
+		}
+		w.control.Down(gone.Control.Addr)
+		w.control.Serve(foreign.Control.Addr, strings.Repeat("1", 64), func(context.Context, proxyctl.Parts) (proxyctl.Applied, error) {
+			t.Error("the other program was asked to reload")
+			return proxyctl.Applied{}, nil
+		})
+		live, err := w.svc.Live(ctx)
+		if err != nil || len(live) != 0 {
+			t.Fatalf("Live = %+v, %v; want both forgotten", live, err)
+		}
+		if hs, _ := w.handles.List(ctx); len(hs) != 0 {
+			t.Fatalf("handles left: %+v", hs)
+		}
+		for _, h := range []proxyctl.Handle{gone, foreign} {
+			if len(w.procs.Signals(h.PID)) != 0 {
+				t.Fatal("a process that is not the proxy was signalled")
+			}
+		}
+	})
 }

@@ -133,9 +133,15 @@ func checkDB(ctx context.Context, ck *checker, a *App, k store.Kind) (*store.DB,
 
 func checkSecurity(ctx context.Context, ck *checker, d *store.DB) {
 	svc := &policy.Service{Store: store.Policy{DB: d}}
-	if _, err := svc.Show(ctx); err != nil {
+	st, err := svc.Show(ctx)
+	switch {
+	case err != nil:
 		ck.add("policy", "error", "the stored policy does not parse: %v", err)
-	} else {
+	case len(st.Warnings) > 0:
+		for _, w := range st.Warnings {
+			ck.add("policy", "warning", "%s", w)
+		}
+	default:
 		ck.add("policy", "ok", "the default policy parses")
 	}
 	bad, err := d.Count(ctx, "api_keys", "hash IS NULL OR length(hash) != 64 OR hash GLOB '*[^0-9a-f]*'")

@@ -97,29 +97,45 @@ func sameSums(t *testing.T, before, after map[string]string) {
 	}
 }
 
-// Without a keychain (the in-process tests have no D-Bus session), the key
-// goes to a file, and every command that opens security.db says so.
+// noKeychain plays a machine without a keychain (no D-Bus session), whatever
+// the machine running the tests has.
+func noKeychain(a *App) {
+	a.keychain = &keychain.SecretService{Scope: "/none", Getenv: func(string) string { return "" }}
+}
+
+// okNoKC is ok() on a machine without a keychain.
+func okNoKC(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	r := flmWith(t, dir, noKeychain, args...)
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("flm %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// Without a keychain, the key goes to a file, and every command that opens
+// security.db says so.
 func TestDBKeyFallbackWarnsOnEveryCommand(t *testing.T) {
 	dir := t.TempDir()
-	r := ok(t, dir, "api-keys", "create", "--label", "a")
+	r := okNoKC(t, dir, "api-keys", "create", "--label", "a")
 	ws := warningsOf(t, r.stdout)
 	if len(ws) != 1 || ws[0].Code != "DB_KEY_IN_FILE" || !strings.Contains(ws[0].Message, filepath.Join(dir, "security.key")) {
 		t.Fatalf("warnings = %+v", ws)
 	}
-	if ws := warningsOf(t, ok(t, dir, "api-keys", "list").stdout); len(ws) != 1 {
+	if ws := warningsOf(t, okNoKC(t, dir, "api-keys", "list").stdout); len(ws) != 1 {
 		t.Fatalf("api-keys list warnings = %+v", ws)
 	}
-	if ws := warningsOf(t, ok(t, dir, "config", "list").stdout); len(ws) != 0 {
+	if ws := warningsOf(t, okNoKC(t, dir, "config", "list").stdout); len(ws) != 0 {
 		t.Fatalf("config list does not open security.db, yet warned: %+v", ws)
 	}
-	if r := ok(t, dir, "--format", "text", "api-keys", "list"); !strings.Contains(r.stdout, "warning: security.db's key is stored in the file") {
+	if r := okNoKC(t, dir, "--format", "text", "api-keys", "list"); !strings.Contains(r.stdout, "warning: security.db's key is stored in the file") {
 		t.Fatalf("text output without the warning: %s", r.stdout)
 	}
 	var chk struct {
 		Status string        `json:"status"`
 		Checks []checkResult `json:"checks"`
 	}
-	ok(t, dir, "check").data(t, &chk)
+	okNoKC(t, dir, "check").data(t, &chk)
 	found := false
 	for _, c := range chk.Checks {
 		if c.Name == "security_db.encryption" {
@@ -130,7 +146,7 @@ func TestDBKeyFallbackWarnsOnEveryCommand(t *testing.T) {
 		t.Fatalf("check = %+v", chk)
 	}
 	// An error carries the warning too, without breaking the error object.
-	r2 := flm(t, dir, "api-keys", "revoke", "key_0000000000000000")
+	r2 := flmWith(t, dir, noKeychain, "api-keys", "revoke", "key_0000000000000000")
 	if code, _ := r2.errCode(t); code != "API_KEY_NOT_FOUND" || !strings.Contains(r2.stderr, "DB_KEY_IN_FILE") {
 		t.Fatalf("error output = %s", r2.stderr)
 	}
@@ -221,11 +237,17 @@ func TestDBKeyFromEnvironment(t *testing.T) {
 	}
 }
 
-// verifyAll opens security.db as the binary would (key file) and requires
-// every key to verify.
+// verifyAll opens security.db as the in-process commands do (auto: the
+// keychain of the test's environment, else the key file) and requires every
+// key to verify.
 func verifyAll(t *testing.T, dir string, plains []string) {
 	t.Helper()
-	d, err := store.Open(context.Background(), dir, store.Security, store.WithKeys(store.KeyConfig{Mode: store.KeyFile}))
+	verifyAllWith(t, dir, store.KeyConfig{}, plains)
+}
+
+func verifyAllWith(t *testing.T, dir string, cfg store.KeyConfig, plains []string) {
+	t.Helper()
+	d, err := store.Open(context.Background(), dir, store.Security, store.WithKeys(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +294,7 @@ func TestDBKeyRotateExportImport(t *testing.T) {
 	// Export: a warned, 0600, never-overwritten file.
 	keyFile := filepath.Join(t.TempDir(), "k.txt")
 	r := ok(t, dir, "security", "export-db-key", "--file", keyFile)
-	if ws := warningsOf(t, r.stdout); len(ws) < 2 || ws[len(ws)-1].Code != "DB_KEY_EXPORTED" {
+	if ws := warningsOf(t, r.stdout); len(ws) == 0 || ws[len(ws)-1].Code != "DB_KEY_EXPORTED" {
 		t.Fatalf("export warnings = %+v", ws)
 	}
 	if st, _ := os.Stat(keyFile); st.Mode().Perm() != 0o600 {
@@ -496,7 +518,7 @@ func afterKill(t *testing.T, dir string, plains []string) {
 	if strings.Contains(out, `"status":"error"`) {
 		t.Fatalf("a check failed: %s", out)
 	}
-	verifyAll(t, dir, plains)
+	verifyAllWith(t, dir, store.KeyConfig{Mode: store.KeyFile}, plains)
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
 		for _, s := range []string{".new", ".old", ".upgrading", ".rotating", "security.key.next"} {

@@ -9,6 +9,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -150,9 +152,11 @@ func (a *App) runForeground(svc *proxyctl.Service, cfg proxyctl.Config, accessLo
 	}
 	access := newBufferedLog(accessOut)
 	defer access.Close()
+	logger := slog.New(slog.NewJSONHandler(a.Stderr, nil))
+	src.log = logger
 	opts := proxy.Options{
 		Config: cfg, Source: src, Audit: store.Audit{DB: sec}, BodyLimit: int64(bodyLimit), Getenv: a.Getenv,
-		Logger: slog.New(slog.NewJSONHandler(a.Stderr, nil)), AccessLog: access, InstanceID: instance, ControlToken: token,
+		Logger: logger, AccessLog: access, InstanceID: instance, ControlToken: token,
 		StreamWriteTimeout: time.Duration(writeTimeout) * time.Second, StreamIdleTimeout: time.Duration(idleTimeout) * time.Second,
 	}
 	if cfg.Mode == proxyctl.DevSelfSigned {
@@ -325,6 +329,10 @@ type proxySource struct {
 	keys   *apikey.Service
 	policy *policy.Service
 	det    *engine.Detector
+	log    *slog.Logger // nil = discard
+
+	mu     sync.Mutex
+	warned string // the policy warnings last logged, so each set is logged once
 }
 
 func (a *App) proxySource() (*proxySource, error) {
@@ -347,6 +355,16 @@ func (s *proxySource) Keys(ctx context.Context) ([]apikey.Record, error) { retur
 
 func (s *proxySource) Policy(ctx context.Context) (policy.Policy, error) {
 	st, err := s.policy.Show(ctx)
+	if err == nil && s.log != nil {
+		s.mu.Lock()
+		if w := strings.Join(st.Warnings, "\n"); w != s.warned {
+			s.warned = w
+			for _, msg := range st.Warnings {
+				s.log.Warn("policy", "warning", msg)
+			}
+		}
+		s.mu.Unlock()
+	}
 	return st.Policy, err
 }
 

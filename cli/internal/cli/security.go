@@ -43,15 +43,20 @@ type policyOut struct {
 	ID         string          `json:"id"`
 	PolicyJSON json.RawMessage `json:"policy_json"`
 	UpdatedAt  string          `json:"updated_at,omitempty"`
+	// Warnings names fields an earlier FLM stored that this one ignores.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func (a *App) printPolicy(s policy.Stored) error {
 	doc := s.Policy.Document()
-	return a.print(policyOut{ID: "default", PolicyJSON: doc, UpdatedAt: stamp(s.UpdatedAt)}, func(w io.Writer) {
+	return a.print(policyOut{ID: "default", PolicyJSON: doc, UpdatedAt: stamp(s.UpdatedAt), Warnings: s.Warnings}, func(w io.Writer) {
 		var pretty any
 		_ = json.Unmarshal(doc, &pretty)
 		b, _ := json.MarshalIndent(pretty, "", "  ")
 		fmt.Fprintf(w, "%s\n", b)
+		for _, warn := range s.Warnings {
+			fmt.Fprintf(w, "warning: %s\n", warn)
+		}
 	})
 }
 

@@ -878,17 +878,17 @@ func TestSnapshotBeforeMigration(t *testing.T) {
 	d.Close()
 	saved := migrations[Security]
 	defer func() { migrations[Security] = saved }()
-	migrations[Security] = append(append([]migration(nil), saved...), migration{2, "test step", []string{`CREATE TABLE test_step (x INTEGER)`}})
+	migrations[Security] = append(append([]migration(nil), saved...), migration{SchemaVersion(Security) + 1, "test step", []string{`CREATE TABLE test_step (x INTEGER)`}})
 	d, err = Open(ctx, dir, Security, kc(k))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	if d.Version() != 2 {
+	if d.Version() != SchemaVersion(Security) {
 		t.Fatalf("version %d", d.Version())
 	}
 	list, err := ListBackups(ctx, filepath.Join(dir, "backups"), d.Key())
-	if err != nil || len(list) != 1 || list[0].SchemaVersion != 1 || !list[0].Encrypted {
+	if err != nil || len(list) != 1 || list[0].SchemaVersion != saved[len(saved)-1].version || !list[0].Encrypted {
 		t.Fatalf("snapshot before migration: %+v, %v", list, err)
 	}
 	verifyKeys(t, d, plains)

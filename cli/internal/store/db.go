@@ -101,13 +101,10 @@ func closeGorm(g *gorm.DB) error {
 // dsn is the connection string. It never holds the key: the key is set
 // by PRAGMA on each new connection (see openGorm), so it cannot leak
 // through the URI into an error or a log line.
-func dsn(path string, readOnly, encrypted bool) string {
-	return dsnMode(path, readOnly, encrypted, false)
-}
-
-// dsnMode is dsn; immutable opens the main file alone, with no locks and
-// no WAL or shared-memory file (for a full disk, when there is no WAL).
-func dsnMode(path string, readOnly, encrypted, immutable bool) string {
+//
+// immutable opens the main file alone, with no locks and no WAL or
+// shared-memory file (for a full disk, when there is no WAL).
+func dsn(path string, readOnly, encrypted, immutable bool) string {
 	q := url.Values{}
 	if immutable {
 		q.Set("immutable", "1")
@@ -168,7 +165,7 @@ func openGormMode(path string, readOnly, immutable bool, key Key) (*gorm.DB, err
 			return nil
 		}
 	}
-	sdb, err := sqlitedriver.Open(dsnMode(path, readOnly, !key.IsZero(), immutable), init)
+	sdb, err := sqlitedriver.Open(dsn(path, readOnly, !key.IsZero(), immutable), init)
 	if err != nil {
 		return nil, scrub(err, key)
 	}

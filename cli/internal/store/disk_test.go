@@ -153,11 +153,12 @@ func readsWorkWritesSayFull(t *testing.T, dir string, plains []string) {
 	}
 }
 
-// A rotation that runs out of space stops, says so, and leaves security.db
-// under its old key with every key working and nothing half-done.
+// A rotation that runs out of space, at whatever step, stops, says so, and
+// leaves security.db under its old key with every key working and nothing
+// half-done; with enough space it completes.
 func TestFullDiskDuringRotation(t *testing.T) {
 	ctx := context.Background()
-	dir := smallDisk(t, "3m")
+	dir := smallDisk(t, "16m")
 	cfg := KeyConfig{Mode: KeyFile}
 	d, err := Open(ctx, dir, Security, WithKeys(cfg))
 	if err != nil {
@@ -165,49 +166,67 @@ func TestFullDiskDuringRotation(t *testing.T) {
 	}
 	var plains []string
 	svc := &apikey.Service{Store: APIKeys{d}}
-	for range 200 {
+	for range 300 {
 		k, err := svc.Create(ctx, "k")
 		if err != nil {
 			t.Fatal(err)
 		}
 		plains = append(plains, k.Plain)
 	}
-	old := d.Key()
 	d.Close()
-	// Leave room for the snapshot, not for a second copy of everything.
-	st, _ := os.Stat(filepath.Join(dir, "security.db"))
-	free, _ := diskFree(dir)
-	pad, err := os.Create(filepath.Join(dir, "pad"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = pad.Write(make([]byte, int64(free)-2*st.Size()-64<<10))
-	pad.Close()
-	_, err = RotateKey(ctx, dir, cfg, time.Now())
-	if !flmerr.Is(err, flmerr.IOError) || !strings.Contains(err.Error(), "is full") {
-		t.Fatalf("rotation on a full disk = %v", err)
-	}
-	t.Logf("rotation on a full disk: %v", err)
 	path := filepath.Join(dir, "security.db")
-	if !decrypts(path, old) {
-		t.Fatal("security.db is no longer under its old key")
-	}
-	for _, s := range []string{sufNew, sufOld, sufRotating} {
-		if fileExists(path + s) {
-			t.Errorf("%s left behind", s)
+	failures := 0
+	for room := int64(8 << 10); ; room += 24 << 10 {
+		kb, _ := os.ReadFile(filepath.Join(dir, KeyFileName))
+		old, _ := ParseKey(string(kb))
+		free, _ := diskFree(dir)
+		if err := os.WriteFile(filepath.Join(dir, "pad"), make([]byte, max(0, int64(free)-room)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := RotateKey(ctx, dir, cfg, time.Now())
+		// Space comes back; the next command finishes whatever the full
+		// disk stopped (undoing a rotation can itself need space).
+		_ = os.Remove(filepath.Join(dir, "pad"))
+		d, oerr := Open(ctx, dir, Security, WithKeys(cfg))
+		if oerr != nil {
+			t.Fatalf("room %d: %v", room, oerr)
+		}
+		verifyKeys(t, d, plains)
+		got := d.Key()
+		d.Close()
+		for _, s := range []string{sufNew, sufOld, sufRotating} {
+			if fileExists(path + s) {
+				t.Errorf("room %d: %s left behind", room, s)
+			}
+		}
+		if fileExists(filepath.Join(dir, nextKeyName)) {
+			t.Errorf("room %d: the next key was left behind", room)
+		}
+		list, _ := ListBackups(ctx, filepath.Join(dir, "backups"), got)
+		for _, b := range list {
+			if b.KeyMismatch {
+				t.Errorf("room %d: backup %s not under the key", room, b.Path)
+			}
+		}
+		if err == nil {
+			if got == old {
+				t.Fatal("a successful rotation kept the old key")
+			}
+			t.Logf("%d clean failures on a full disk before the rotation fitted in %d bytes", failures, room)
+			break
+		}
+		if !flmerr.Is(err, flmerr.IOError) || !strings.Contains(err.Error(), "is full") {
+			t.Fatalf("room %d: rotation on a full disk = %v", room, err)
+		}
+		if got != old || !decrypts(path, old) {
+			t.Fatalf("room %d: a failed rotation changed the key", room)
+		}
+		failures++
+		if room > 3<<20 {
+			t.Fatal("the rotation never fitted")
 		}
 	}
-	if fileExists(filepath.Join(dir, nextKeyName)) {
-		t.Error("the next key was left behind")
+	if failures < 3 {
+		t.Fatalf("only %d failing sizes were tried", failures)
 	}
-	_ = os.Remove(filepath.Join(dir, "pad"))
-	d, err = Open(ctx, dir, Security, WithKeys(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if d.Key() != old {
-		t.Fatal("key changed")
-	}
-	verifyKeys(t, d, plains)
 }

@@ -16,6 +16,15 @@
 // flm processes writing at once both succeed instead of failing with
 // "database is locked".
 //
+// security.db is encrypted at rest (crypt.go): opened through the adiantum
+// VFS with a random 256-bit key kept in the OS keychain (or, explicitly and
+// with a warning, in a 0600 key file, or FLM_DB_KEY), its snapshots
+// encrypted with the same key. Replacing the file (first-time encryption of
+// an older plaintext file, key rotation, key import) is crash-safe: a new
+// file is written and verified, swapped in by one rename, and the old one
+// overwritten; the next open finishes or undoes an interrupted operation.
+//
 // Security: no plaintext API key ever reaches this package; api_keys holds
-// SHA-256 hashes only.
+// SHA-256 hashes only. security.db's key never appears in a connection
+// string, an error message or a log line.
 package store

@@ -103,6 +103,13 @@ var migrations = map[Kind][]migration{
 			permanent_block  INTEGER NOT NULL DEFAULT 0,
 			last_attempt     INTEGER
 		)`,
+	}}, {2, "api key scopes", []string{
+		// models: JSON array of flm:// ids and globs, NULL = every model;
+		// never an empty array, which a reader could take for either.
+		`ALTER TABLE api_keys ADD COLUMN models TEXT
+			CHECK (models IS NULL OR (json_valid(models) AND json_type(models) = 'array' AND json_array_length(models) > 0))`,
+		`ALTER TABLE api_keys ADD COLUMN rpm INTEGER NOT NULL DEFAULT 0 CHECK (rpm >= 0)`,
+		`ALTER TABLE api_keys ADD COLUMN expires_at INTEGER`,
 	}}},
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/unjuno/flm/core/apikey"
+	"github.com/unjuno/flm/core/flmerr"
 	"github.com/unjuno/flm/core/policy"
 	"github.com/unjuno/flm/core/settings"
 )
@@ -25,24 +27,49 @@ type apiKeyRow struct {
 	Hash      string
 	CreatedAt int64 `gorm:"autoCreateTime:false"`
 	RevokedAt *int64
+	// Models is a JSON array of scopes; NULL = every model (migration 2).
+	Models    *string `gorm:"column:models"`
+	RPM       int     `gorm:"column:rpm"`
+	ExpiresAt *int64  `gorm:"column:expires_at"`
 }
 
 func (apiKeyRow) TableName() string { return "api_keys" }
 
-func (r apiKeyRow) record() apikey.Record {
-	rec := apikey.Record{ID: r.ID, Label: r.Label, Hash: r.Hash, CreatedAt: fromMS(r.CreatedAt)}
+// record maps a row. A models value that is not a non-empty JSON array of
+// strings is an error, never "every model": a damaged scope must not
+// widen a key.
+func (r apiKeyRow) record() (apikey.Record, error) {
+	rec := apikey.Record{ID: r.ID, Label: r.Label, Hash: r.Hash, CreatedAt: fromMS(r.CreatedAt), RPM: r.RPM}
 	if r.RevokedAt != nil {
 		t := fromMS(*r.RevokedAt)
 		rec.RevokedAt = &t
 	}
-	return rec
+	if r.ExpiresAt != nil {
+		t := fromMS(*r.ExpiresAt)
+		rec.ExpiresAt = &t
+	}
+	if r.Models != nil {
+		if err := json.Unmarshal([]byte(*r.Models), &rec.Models); err != nil || len(rec.Models) == 0 {
+			return apikey.Record{}, flmerr.New(flmerr.DBError, "api key %s: its stored model scope is unreadable; revoke it (`flm api-keys revoke %s`) and create a new one", r.ID, r.ID)
+		}
+	}
+	return rec, nil
 }
 
 func keyRow(rec apikey.Record) apiKeyRow {
-	row := apiKeyRow{ID: rec.ID, Label: rec.Label, Hash: rec.Hash, CreatedAt: ms(rec.CreatedAt)}
+	row := apiKeyRow{ID: rec.ID, Label: rec.Label, Hash: rec.Hash, CreatedAt: ms(rec.CreatedAt), RPM: rec.RPM}
 	if rec.RevokedAt != nil {
 		v := ms(*rec.RevokedAt)
 		row.RevokedAt = &v
+	}
+	if rec.ExpiresAt != nil {
+		v := ms(*rec.ExpiresAt)
+		row.ExpiresAt = &v
+	}
+	if len(rec.Models) > 0 {
+		b, _ := json.Marshal(rec.Models) // []string always marshals
+		v := string(b)
+		row.Models = &v
 	}
 	return row
 }
@@ -70,7 +97,7 @@ func (s APIKeys) one(ctx context.Context, op, col, val string) (apikey.Record, e
 	if len(rows) == 0 {
 		return apikey.Record{}, apikey.ErrNotFound
 	}
-	return rows[0].record(), nil
+	return rows[0].record()
 }
 
 // Get implements apikey.Store.
@@ -93,7 +120,11 @@ func (s APIKeys) List(ctx context.Context) ([]apikey.Record, error) {
 	}
 	out := make([]apikey.Record, len(rows))
 	for i, r := range rows {
-		out[i] = r.record()
+		rec, err := r.record()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = rec
 	}
 	return out, nil
 }
@@ -127,6 +158,42 @@ func (s APIKeys) Revoke(ctx context.Context, id string, at time.Time, next *apik
 		return nil
 	})
 	return unwrapSentinel(err)
+}
+
+// Update implements apikey.Store.
+func (s APIKeys) Update(ctx context.Context, id string, edit func(*apikey.Record) error) (apikey.Record, error) {
+	var out apikey.Record
+	err := s.DB.write(ctx, "update api key", func(tx *gorm.DB) error {
+		var rows []apiKeyRow
+		if err := tx.Where("id = ?", id).Limit(1).Find(&rows).Error; err != nil {
+			return err
+		}
+		switch {
+		case len(rows) == 0:
+			return errSentinel{apikey.ErrNotFound}
+		case rows[0].RevokedAt != nil:
+			return errSentinel{apikey.ErrRevoked}
+		}
+		rec, err := rows[0].record()
+		if err != nil {
+			return errSentinel{err}
+		}
+		if err := edit(&rec); err != nil {
+			return errSentinel{err}
+		}
+		row := keyRow(rec)
+		if err := tx.Model(&apiKeyRow{}).Where("id = ? AND revoked_at IS NULL", id).Updates(map[string]any{
+			"label": row.Label, "models": row.Models, "rpm": row.RPM, "expires_at": row.ExpiresAt,
+		}).Error; err != nil {
+			return err
+		}
+		// Only the four mutable fields were stored; the rest is the row's.
+		stored := rows[0]
+		stored.Label, stored.Models, stored.RPM, stored.ExpiresAt = row.Label, row.Models, row.RPM, row.ExpiresAt
+		out, err = stored.record()
+		return err
+	})
+	return out, unwrapSentinel(err)
 }
 
 func unwrapSentinel(err error) error {

@@ -29,10 +29,20 @@ func (m *MemStore) index(match func(apikey.Record) bool) int {
 	return slices.IndexFunc(m.recs, match)
 }
 
+// clone copies r so that no caller shares memory with the store, and
+// keeps "every model" as nil, as Store requires.
 func clone(r apikey.Record) apikey.Record {
 	if r.RevokedAt != nil {
 		t := *r.RevokedAt
 		r.RevokedAt = &t
+	}
+	if r.ExpiresAt != nil {
+		t := *r.ExpiresAt
+		r.ExpiresAt = &t
+	}
+	r.Models = slices.Clone(r.Models)
+	if len(r.Models) == 0 {
+		r.Models = nil
 	}
 	return r
 }
@@ -114,6 +124,30 @@ func (m *MemStore) Revoke(ctx context.Context, id string, at time.Time, next *ap
 	return nil
 }
 
+// Update implements apikey.Store.
+func (m *MemStore) Update(ctx context.Context, id string, edit func(*apikey.Record) error) (apikey.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return apikey.Record{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := m.index(func(r apikey.Record) bool { return r.ID == id })
+	if i < 0 {
+		return apikey.Record{}, apikey.ErrNotFound
+	}
+	if !m.recs[i].Active() {
+		return apikey.Record{}, apikey.ErrRevoked
+	}
+	r := clone(m.recs[i])
+	if err := edit(&r); err != nil {
+		return apikey.Record{}, err
+	}
+	cur := &m.recs[i]
+	cur.Label, cur.Models, cur.RPM, cur.ExpiresAt = r.Label, r.Models, r.RPM, r.ExpiresAt
+	*cur = clone(*cur)
+	return clone(*cur), nil
+}
+
 // Run is the conformance suite for apikey.Store implementations. newStore
 // returns an empty store.
 func Run(t *testing.T, newStore func(t *testing.T) apikey.Store) {
@@ -130,6 +164,25 @@ func Run(t *testing.T, newStore func(t *testing.T) apikey.Store) {
 		if (got.RevokedAt == nil) != (want.RevokedAt == nil) || got.RevokedAt != nil && !got.RevokedAt.Equal(*want.RevokedAt) {
 			t.Fatalf("revoked_at = %v, want %v", got.RevokedAt, want.RevokedAt)
 		}
+		// "Every model" comes back as nil, never as an empty list, so
+		// that no caller can confuse it with a list that allows nothing.
+		if !slices.Equal(got.Models, want.Models) || (got.Models == nil) != (len(want.Models) == 0) {
+			t.Fatalf("models = %#v, want %#v", got.Models, want.Models)
+		}
+		if got.RPM != want.RPM {
+			t.Fatalf("rpm = %d, want %d", got.RPM, want.RPM)
+		}
+		if (got.ExpiresAt == nil) != (want.ExpiresAt == nil) || got.ExpiresAt != nil && !got.ExpiresAt.Equal(*want.ExpiresAt) {
+			t.Fatalf("expires_at = %v, want %v", got.ExpiresAt, want.ExpiresAt)
+		}
+	}
+	scoped := func(id, hash string) apikey.Record {
+		r := rec(id, hash)
+		exp := t0.Add(90 * 24 * time.Hour)
+		// Names with '/', ':', '*', spaces and non-ASCII survive as written.
+		r.Models = []string{"flm://ollama/llama3*", "flm://llamacpp/org/model:Q4", "flm://lmstudio/モデル name", "flm://vllm/a*b?"}
+		r.RPM, r.ExpiresAt = 30, &exp
+		return r
 	}
 
 	t.Run("InsertGetByHashList", func(t *testing.T) {
@@ -237,6 +290,156 @@ func Run(t *testing.T, newStore func(t *testing.T) apikey.Store) {
 		}
 		if got, err := s.Get(ctx, "key_c"); err != nil || !got.Active() {
 			t.Fatalf("replacement = %+v, %v", got, err)
+		}
+	})
+
+	t.Run("ScopeRoundTrip", func(t *testing.T) {
+		s := newStore(t)
+		a := scoped("key_a", apikey.Hash("a"))
+		b, c := rec("key_b", apikey.Hash("b")), rec("key_c", apikey.Hash("c"))
+		c.Models = []string{} // empty = every model: read back as nil
+		for _, r := range []apikey.Record{a, b, c} {
+			if err := s.Insert(ctx, r); err != nil {
+				t.Fatalf("Insert(%s): %v", r.ID, err)
+			}
+		}
+		c.Models = nil
+		for _, want := range []apikey.Record{a, b, c} {
+			got, err := s.Get(ctx, want.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			same(t, got, want)
+			if got, err = s.ByHash(ctx, want.Hash); err != nil {
+				t.Fatal(err)
+			}
+			same(t, got, want)
+		}
+		all, err := s.List(ctx)
+		if err != nil || len(all) != 3 {
+			t.Fatalf("List = %v, %v", all, err)
+		}
+		same(t, all[0], a)
+		// A caller changing what it got must not change the store.
+		all[0].Models[0] = "flm://*"
+		*all[0].ExpiresAt = time.Time{}
+		got, _ := s.Get(ctx, "key_a")
+		same(t, got, a)
+	})
+
+	t.Run("Update", func(t *testing.T) {
+		s := newStore(t)
+		a := rec("key_a", apikey.Hash("a"))
+		if err := s.Insert(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		want := scoped("key_a", a.Hash)
+		want.Label = "narrowed"
+		got, err := s.Update(ctx, "key_a", func(r *apikey.Record) error {
+			same(t, *r, a)
+			// Only the four mutable fields may change.
+			r.ID, r.Hash, r.CreatedAt = "key_other", apikey.Hash("other"), t0.Add(time.Hour)
+			r.Label, r.Models, r.RPM, r.ExpiresAt = want.Label, want.Models, want.RPM, want.ExpiresAt
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		same(t, got, want)
+		if got, err = s.ByHash(ctx, a.Hash); err != nil {
+			t.Fatal(err)
+		}
+		same(t, got, want)
+		if _, err := s.Get(ctx, "key_other"); !errors.Is(err, apikey.ErrNotFound) {
+			t.Fatalf("Update changed the id: Get(key_other) = %v", err)
+		}
+
+		// Clearing: every model, no own limit, no expiry.
+		got, err = s.Update(ctx, "key_a", func(r *apikey.Record) error {
+			r.Models, r.RPM, r.ExpiresAt = []string{}, 0, nil
+			return nil
+		})
+		want.Models, want.RPM, want.ExpiresAt = nil, 0, nil
+		if err != nil {
+			t.Fatal(err)
+		}
+		same(t, got, want)
+		got, _ = s.Get(ctx, "key_a")
+		same(t, got, want)
+
+		// An edit that fails stores nothing and its error comes back.
+		errEdit := errors.New("edit refused")
+		if _, err := s.Update(ctx, "key_a", func(r *apikey.Record) error {
+			r.Label, r.RPM = "half-done", 7
+			return errEdit
+		}); !errors.Is(err, errEdit) {
+			t.Fatalf("Update with a failing edit = %v, want the edit's error", err)
+		}
+		got, _ = s.Get(ctx, "key_a")
+		same(t, got, want)
+
+		called := false
+		edit := func(*apikey.Record) error { called = true; return nil }
+		if _, err := s.Update(ctx, "key_missing", edit); !errors.Is(err, apikey.ErrNotFound) {
+			t.Fatalf("Update(unknown) = %v, want ErrNotFound", err)
+		}
+		at := t0.Add(time.Minute)
+		if err := s.Revoke(ctx, "key_a", at, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Update(ctx, "key_a", edit); !errors.Is(err, apikey.ErrRevoked) {
+			t.Fatalf("Update(revoked) = %v, want ErrRevoked", err)
+		}
+		if called {
+			t.Fatal("Update called edit for an unknown or revoked key")
+		}
+	})
+
+	t.Run("ReplacementKeepsScope", func(t *testing.T) {
+		s := newStore(t)
+		a := scoped("key_a", apikey.Hash("a"))
+		if err := s.Insert(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		next := scoped("key_b", apikey.Hash("b"))
+		if err := s.Revoke(ctx, "key_a", t0, &next); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ByHash(ctx, next.Hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same(t, got, next)
+	})
+
+	t.Run("UpdatesDoNotLoseEachOther", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.Insert(ctx, rec("key_a", apikey.Hash("a"))); err != nil {
+			t.Fatal(err)
+		}
+		// Each edit reads and increments: a store that does not run the
+		// read and the write in one transaction loses increments.
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 4 {
+					if _, err := s.Update(ctx, "key_a", func(r *apikey.Record) error { r.RPM++; return nil }); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		if got, _ := s.Get(ctx, "key_a"); got.RPM != 32 {
+			t.Fatalf("after 32 concurrent increments rpm = %d", got.RPM)
 		}
 	})
 

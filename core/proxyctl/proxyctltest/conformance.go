@@ -2,7 +2,9 @@ package proxyctltest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -304,8 +306,10 @@ func ServeControl(t *testing.T, token string, reload proxyctl.ReloadFunc) proxyc
 
 // RunController is the conformance suite of proxyctl.Controller. serve
 // runs a control channel with token and reload and returns a handle that
-// reaches it (ServeControl for real adapters).
-func RunController(t *testing.T, c proxyctl.Controller, serve func(t *testing.T, token string, reload proxyctl.ReloadFunc) proxyctl.Handle) {
+// reaches it (ServeControl for real adapters); stalled returns a handle
+// whose channel accepts requests and never answers (ServeStalledControl).
+func RunController(t *testing.T, c proxyctl.Controller, serve func(t *testing.T, token string, reload proxyctl.ReloadFunc) proxyctl.Handle,
+	stalled func(t *testing.T, token string) proxyctl.Handle) {
 	ctx := context.Background()
 	token, err := proxyctl.NewToken()
 	if err != nil {
@@ -367,6 +371,48 @@ func RunController(t *testing.T, c proxyctl.Controller, serve func(t *testing.T,
 		}
 	})
 
+	t.Run("IdentifyProvesTheTokenHolderWithoutReloading", func(t *testing.T) {
+		h := serve(t, token, reload)
+		before := calls.Load()
+		if err := c.Identify(ctx, h); err != nil {
+			t.Fatalf("Identify of the proxy holding the token = %v", err)
+		}
+		if calls.Load() != before {
+			t.Fatal("Identify made the proxy reload")
+		}
+	})
+
+	// A pid the OS reused cannot be told apart by its command line on
+	// every OS; its recorded control address can: nothing listens there,
+	// or what listens does not know the token.
+	t.Run("IdentifyProvesAnotherProcess", func(t *testing.T) {
+		h := serve(t, token, reload)
+		bad := h
+		bad.Control.Token = strings.Repeat("0", 64)
+		if err := c.Identify(ctx, bad); !errors.Is(err, proxyctl.ErrNotThisProxy) {
+			t.Fatalf("Identify with a token the channel refuses = %v, want ErrNotThisProxy", err)
+		}
+		gone := proxyctl.Handle{ID: "proxy-1", Control: proxyctl.Control{Addr: "127.0.0.1:1", Token: token}}
+		if err := c.Identify(ctx, gone); !errors.Is(err, proxyctl.ErrNotThisProxy) {
+			t.Fatalf("Identify where nothing listens = %v, want ErrNotThisProxy", err)
+		}
+	})
+
+	// Silence proves nothing: an overloaded proxy is still the proxy.
+	t.Run("IdentifySilenceIsNoProof", func(t *testing.T) {
+		h := stalled(t, token)
+		ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err := c.Identify(ctx, h)
+		if err == nil || errors.Is(err, proxyctl.ErrNotThisProxy) {
+			t.Fatalf("Identify of a channel that never answers = %v, want an error that proves nothing", err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("Identify took %v past a 300 ms deadline", d)
+		}
+	})
+
 	t.Run("HangBoundedByContext", func(t *testing.T) {
 		h := serve(t, token, func(ctx context.Context, _ proxyctl.Parts) (proxyctl.Applied, error) {
 			<-ctx.Done()
@@ -383,4 +429,40 @@ func RunController(t *testing.T, c proxyctl.Controller, serve func(t *testing.T,
 			t.Fatalf("Reload took %v past a 300 ms deadline", d)
 		}
 	})
+}
+
+// ServeStalledControl listens on loopback, accepts connections and never
+// answers (a stopped or overloaded proxy), and returns a handle that
+// reaches it.
+func ServeStalledControl(t *testing.T, token string) proxyctl.Handle {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return proxyctl.Handle{ID: "proxy-test", Control: proxyctl.Control{Addr: ln.Addr().String(), Token: token}}
 }

@@ -306,6 +306,7 @@ func (p *Prober) Probe(ctx context.Context, h proxyctl.Handle) (string, error) {
 type Controller struct {
 	mu       sync.Mutex
 	handlers map[string]http.Handler
+	stalled  map[string]bool
 }
 
 var _ proxyctl.Controller = (*Controller)(nil)
@@ -320,31 +321,71 @@ func (c *Controller) Serve(addr, token string, reload proxyctl.ReloadFunc) {
 	c.handlers[addr] = proxyctl.ControlHandler(token, reload)
 }
 
-// Down removes the control channel at addr.
+// Down removes the control channel at addr: nothing listens there.
 func (c *Controller) Down(addr string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.handlers, addr)
 }
 
-// Reload implements proxyctl.Controller.
-func (c *Controller) Reload(ctx context.Context, h proxyctl.Handle, parts proxyctl.Parts) (proxyctl.Applied, error) {
+// Stall makes the channel at addr accept requests and never answer (a
+// stopped or overloaded proxy), until ctx ends; stalled false undoes it.
+func (c *Controller) Stall(addr string, stalled bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stalled == nil {
+		c.stalled = map[string]bool{}
+	}
+	c.stalled[addr] = stalled
+}
+
+// do serves one request on the channel of h, as the real client would.
+func (c *Controller) do(ctx context.Context, h proxyctl.Handle, method, target string) (*httptest.ResponseRecorder, error) {
 	c.mu.Lock()
 	hd, ok := c.handlers[h.Control.Addr]
+	stalled := c.stalled[h.Control.Addr]
 	c.mu.Unlock()
 	if !ok {
-		return proxyctl.Applied{}, flmerr.New(flmerr.ProxyNotRunning, "the control channel of %s does not answer", h.ID)
+		return nil, flmerr.Wrap(fmt.Errorf("%w: nothing listens at %s", proxyctl.ErrNotThisProxy, h.Control.Addr),
+			flmerr.ProxyNotRunning, "the control channel of %s does not answer", h.ID)
 	}
-	u := "http://" + h.Control.Addr + proxyctl.ControlPath + "?parts=" + url.QueryEscape(string(parts))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	if stalled {
+		<-ctx.Done()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+h.Control.Addr+target, nil)
 	if err != nil {
-		return proxyctl.Applied{}, err
+		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+h.Control.Token)
 	rec := httptest.NewRecorder()
-	hd.ServeHTTP(rec, req)
+	if !stalled {
+		hd.ServeHTTP(rec, req)
+	}
 	if err := ctx.Err(); err != nil {
-		return proxyctl.Applied{}, flmerr.Wrap(err, flmerr.ProxyNotRunning, "the control channel of %s did not answer in time", h.ID)
+		return nil, flmerr.Wrap(err, flmerr.ProxyNotRunning, "the control channel of %s did not answer in time", h.ID)
+	}
+	return rec, nil
+}
+
+// Identify implements proxyctl.Controller.
+func (c *Controller) Identify(ctx context.Context, h proxyctl.Handle) error {
+	rec, err := c.do(ctx, h, http.MethodGet, proxyctl.IdentifyPath)
+	switch {
+	case err != nil:
+		return err
+	case rec.Code == http.StatusNoContent:
+		return nil
+	case rec.Code == http.StatusUnauthorized:
+		return fmt.Errorf("%w: the control channel at %s refuses the token", proxyctl.ErrNotThisProxy, h.Control.Addr)
+	}
+	return fmt.Errorf("the control channel of %s answered %d", h.ID, rec.Code)
+}
+
+// Reload implements proxyctl.Controller.
+func (c *Controller) Reload(ctx context.Context, h proxyctl.Handle, parts proxyctl.Parts) (proxyctl.Applied, error) {
+	rec, err := c.do(ctx, h, http.MethodPost, proxyctl.ControlPath+"?parts="+url.QueryEscape(string(parts)))
+	if err != nil {
+		return proxyctl.Applied{}, err
 	}
 	if rec.Code != http.StatusOK {
 		var e proxyctl.ControlError

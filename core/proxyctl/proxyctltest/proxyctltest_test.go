@@ -1,6 +1,7 @@
 package proxyctltest
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -46,10 +47,18 @@ func TestProberConformance(t *testing.T) {
 func TestControllerConformance(t *testing.T) {
 	c := &Controller{}
 	n := 0
-	RunController(t, c, func(_ *testing.T, token string, reload proxyctl.ReloadFunc) proxyctl.Handle {
+	serve := func(_ *testing.T, token string, reload proxyctl.ReloadFunc) proxyctl.Handle {
 		n++
 		addr := fmt.Sprintf("127.0.0.1:%d", 40000+n)
 		c.Serve(addr, token, reload)
 		return proxyctl.Handle{ID: "proxy-test", Control: proxyctl.Control{Addr: addr, Token: token}}
+	}
+	RunController(t, c, serve, func(t *testing.T, token string) proxyctl.Handle {
+		h := serve(t, token, func(context.Context, proxyctl.Parts) (proxyctl.Applied, error) {
+			t.Error("a stalled channel reloaded")
+			return proxyctl.Applied{}, nil
+		})
+		c.Stall(h.Control.Addr, true)
+		return h
 	})
 }

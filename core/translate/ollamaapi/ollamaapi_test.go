@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -446,6 +447,13 @@ func TestCatalog(t *testing.T) {
 	}
 	if Name(catalog[0], catalog) != "tiny:latest" || Name(catalog[2], catalog) != "Qwen/Qwen2.5-1.5B-Instruct" || Name(catalog[3], catalog) != "flm://lmstudio/qwen" {
 		t.Fatal("a unique name is listed bare, an ambiguous one as its flm:// id")
+	}
+	// "tiny" of another engine collides with Ollama's "tiny:latest": FLM
+	// routes a bare "tiny" to either (Ollama's implicit tag), so neither is
+	// listed bare.
+	withAlias := append(slices.Clone(catalog), engine.Model{ID: "flm://llamacpp2/tiny", EngineID: "llamacpp2", Name: "tiny"})
+	if Name(withAlias[0], withAlias) != "flm://ollama/tiny:latest" || Name(withAlias[5], withAlias) != "flm://llamacpp2/tiny" {
+		t.Fatal("names that differ only by the implicit :latest tag must be listed as ids")
 	}
 	// A key that sees only one of the two "qwen" still gets the id: the bare
 	// name would be ambiguous when routed.

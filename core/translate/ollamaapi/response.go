@@ -270,11 +270,14 @@ const zeroTime = "0001-01-01T00:00:00Z"
 
 // Name is the name a model is listed under: its bare name when no other
 // model of the catalog has it (it then routes by name), else its flm://
-// id.
+// id. "x" and "x:latest" count as the same name: an engine with Ollama's
+// implicit tag serves "x:latest" as "x" too, so FLM routes a bare "x" to
+// either and it would be ambiguous.
 func Name(m engine.Model, catalog []engine.Model) string {
+	base := strings.TrimSuffix(m.Name, ":latest")
 	n := 0
 	for _, c := range catalog {
-		if c.Name == m.Name {
+		if strings.TrimSuffix(c.Name, ":latest") == base {
 			n++
 		}
 	}

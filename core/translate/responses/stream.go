@@ -260,12 +260,21 @@ func (s *Stream) Fail(dst []byte, status int, message string) []byte {
 		return dst
 	}
 	s.done = true
+	dst = ErrorEvent(dst, status, message, s.seq)
+	s.seq++
+	return dst
+}
+
+// ErrorEvent appends the Responses stream's error event, numbered seq: the
+// flat fields of the published schema and a nested "error" object (what
+// the official SDKs' stream readers turn into an exception). The proxy
+// also ends a native Responses stream that broke with it.
+func ErrorEvent(dst []byte, status int, message string, seq int64) []byte {
 	typ, code := errorType(status), "stream_error"
 	if status < 500 {
 		code = "invalid_request"
 	}
-	dst = s.event(dst, "error")
-	dst = append(dst, `,"code":`...)
+	dst = append(dst, "event: error\ndata: {\"type\":\"error\",\"code\":"...)
 	dst = translate.AppendString(dst, code)
 	dst = append(dst, `,"message":`...)
 	dst = translate.AppendString(dst, message)
@@ -275,6 +284,7 @@ func (s *Stream) Fail(dst []byte, status int, message string) []byte {
 	dst = translate.AppendString(dst, code)
 	dst = append(dst, `,"message":`...)
 	dst = translate.AppendString(dst, message)
-	dst = append(dst, `,"param":null}`...)
-	return s.end(dst)
+	dst = append(dst, `,"param":null},"sequence_number":`...)
+	dst = translate.AppendInt(dst, seq)
+	return append(dst, "}\n\n"...)
 }
