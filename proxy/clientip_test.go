@@ -284,11 +284,12 @@ func TestAttackForgedLoopbackOpensMetrics(t *testing.T) {
 		}
 	}
 	// With the policy naming X-Real-IP, a client the proxy reports as
-	// loopback is loopback.
+	// loopback is unknown, as in X-Forwarded-For: the proxy's loopback is
+	// not FLM's, and a proxy passing X-Real-IP through lets anyone claim it.
 	pol.ClientIPHeader = policy.HeaderXRealIP
 	h, _ = newHandlerProxy(t, pol)
-	if w := h.get("/metrics", "127.0.0.1:1234", "X-Real-IP", "127.0.0.1"); w.Code != 200 {
-		t.Errorf("loopback client named by the proxy's X-Real-IP: %d", w.Code)
+	if w := h.get("/metrics", "127.0.0.1:1234", "X-Real-IP", "127.0.0.1"); w.Code != 401 {
+		t.Errorf("loopback client named by the proxy's X-Real-IP: %d, want 401", w.Code)
 	}
 }
 

@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"bytes"
-	"io"
 	"encoding/json"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -39,7 +39,7 @@ func familyOf(path string) family {
 	return familyOpenAI
 }
 
-// errorBody renders e in the family's error shape. Anthropic's error type
+// familyBody renders e in the family's error shape. Anthropic's error type
 // follows the status (anthropic.ErrorType), as its SDKs pick their
 // exception classes by status; Ollama's shape has only the message.
 func (e *apiError) familyBody(f family, requestID string) []byte {

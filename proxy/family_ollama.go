@@ -302,8 +302,8 @@ func (s *Server) relayTranslated(c *echo.Context, t gateway.Target, tr translate
 	return nil
 }
 
-// readAnswer reads a whole answer, each wait for the engine bounded by
-// the idle timeout. A cut or oversized answer is a 502 (nothing has been
+// readAnswer reads a whole answer (body as relay.open returns it: each
+// read a wait bounded by the idle timeout). A cut or oversized answer is a 502 (nothing has been
 // sent to the client yet); errClientGone when the client left.
 func (r *relay) readAnswer(body io.Reader) ([]byte, error) {
 	var b bytes.Buffer
@@ -311,8 +311,7 @@ func (r *relay) readAnswer(body io.Reader) ([]byte, error) {
 	defer relayBufs.Put(bp)
 	buf := *bp
 	for {
-		r.idle.arm()
-		n, err := body.Read(buf)
+		n, err := body.Read(buf) // bounded by the idle watch (relay.open)
 		b.Write(buf[:n])
 		if b.Len() > maxAnswer {
 			r.s.metrics.upstreamErrs.WithLabelValues(r.t.Endpoint.ID, "too_large").Inc()
@@ -365,6 +364,11 @@ func (r *relay) streamTranslated(body io.Reader, st translate.Stream, contentTyp
 		}
 	}
 	feed := func(data []byte) error {
+		// An engine's error event quotes its internal URLs; the family's
+		// error event built from it must not (redactErrorData).
+		if red, ok := redactErrorData(data, r.t.Endpoint.BaseURL); ok {
+			data = red
+		}
 		var err error
 		out, err = st.Feed(out[:0], data)
 		send(out)
@@ -381,8 +385,7 @@ func (r *relay) streamTranslated(body io.Reader, st translate.Stream, contentTyp
 	defer relayBufs.Put(bp)
 	buf := *bp
 	for {
-		r.idle.arm()
-		n, err := body.Read(buf)
+		n, err := body.Read(buf) // bounded by the idle watch (relay.open)
 		if n > 0 {
 			ferr := dec.Feed(buf[:n], feed)
 			switch {

@@ -606,3 +606,45 @@ func TestOllamaNodeClient(t *testing.T) {
 		})
 	}
 }
+
+// The relay's deadlines hold on the facade: an engine that stalls
+// mid-stream is cut after the idle timeout, the client's stream ends with
+// Ollama's error line, and the engine request is cancelled; a
+// non-streamed answer whose body stalls is a 504.
+func TestOllamaEngineStalls(t *testing.T) {
+	eng := newScriptEngine(t, func(w http.ResponseWriter, r *http.Request) {
+		rc := sseHeaders(w)
+		for i := range 2 {
+			_, _ = io.WriteString(w, chunkEvent(i, ""))
+			_ = rc.Flush()
+		}
+		<-r.Context().Done()
+	})
+	const idle = 300 * time.Millisecond
+	p := streamProxy(t, eng.URL, timeouts(5*time.Second, idle))
+	for _, stream := range []bool{true, false} {
+		start := time.Now()
+		r := p.do(t, "POST", "/api/chat", fmt.Sprintf(`{"model":"m","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, stream), p.auth()...)
+		el := time.Since(start)
+		if el < idle || el > idle+3*time.Second {
+			t.Fatalf("stream %v: ended after %v, idle timeout %v", stream, el, idle)
+		}
+		eng.waitCanceled(t, 3*time.Second)
+		if !stream {
+			if msg := ollamaError(t, r, http.StatusGatewayTimeout); !strings.Contains(msg, "sent nothing") {
+				t.Fatalf("non-streamed stall: %q", msg)
+			}
+			continue
+		}
+		lines := ndjsonLines(t, r.body)
+		if r.status != 200 || len(lines) != 3 || lines[0]["message"] == nil {
+			t.Fatalf("stalled stream = %d %s", r.status, r.body)
+		}
+		if msg, _ := lines[2]["error"].(string); !strings.Contains(msg, "sent nothing") {
+			t.Fatalf("last line %v", lines[2])
+		}
+	}
+	if n := relayTimeouts(p, "engine_idle"); n != 2 {
+		t.Fatalf("flm_relay_timeouts_total{kind=engine_idle} = %v", n)
+	}
+}

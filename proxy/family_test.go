@@ -70,7 +70,7 @@ func TestFamilyRoutesEveryEngine(t *testing.T) {
 			h := kindHabits[k]
 			cases := []struct {
 				path, body, native string
-				isNative, stream     bool
+				isNative, stream   bool
 			}{
 				{"/v1/messages", msgBody("flm://"+string(k)+"/"+familyModel, false), "/v1/messages", h.NativeMessages, false},
 				{"/v1/messages", msgBody(familyModel, true), "/v1/messages", h.NativeMessages, true},
@@ -492,5 +492,29 @@ func TestFamilyTranslatedStreamStalls(t *testing.T) {
 			t.Fatalf("%s: stalled stream ended after %v", path, el)
 		}
 		eng.waitCanceled(t, 3*time.Second)
+	}
+}
+
+// An engine's error event in a translated stream quotes its internal URL
+// (Ollama: `Post "http://127.0.0.1:38417/completion": EOF`); the client's
+// family error event must not tell where the engines live.
+func TestFamilyTranslatedStreamErrorRedacted(t *testing.T) {
+	for _, path := range []string{"/v1/messages", "/v1/responses"} {
+		eng := newScriptEngine(t, func(w http.ResponseWriter, r *http.Request) {
+			rc := sseHeaders(w)
+			_, _ = io.WriteString(w, chunkEvent(0, ""))
+			_, _ = io.WriteString(w, `data: {"error":{"message":"Post \"http://10.1.2.3:38417/completion\": EOF at 10.1.2.3:38417"}}`+"\n\n")
+			_ = rc.Flush()
+		})
+		p := streamProxy(t, eng.URL)
+		body := msgBody("m", true)
+		if path == "/v1/responses" {
+			body = respBody("m", true)
+		}
+		r := p.do(t, "POST", path, body, p.auth()...)
+		names := sseNames(r.body)
+		if r.status != 200 || names[len(names)-1] != "error" || bytes.Contains(r.body, []byte("10.1.2.3")) || !bytes.Contains(r.body, []byte("<url>")) {
+			t.Fatalf("%s: %d\n%s", path, r.status, r.body)
+		}
 	}
 }

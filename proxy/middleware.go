@@ -215,8 +215,11 @@ func peerAddr(r *http.Request) netip.Addr {
 //     client's own X-Real-IP through untouched.
 //
 // When the headers name no client — none sent, an element that does not
-// parse before an untrusted one is reached, or every hop trusted — the
-// result is the invalid address: the client is unknown, never taken to be
+// parse before an untrusted one is reached, or every hop trusted — or
+// name one that cannot be a forwarded client — a loopback address (a
+// client on the proxy's host is the proxy's loopback, not FLM's; anyone
+// can send the claim) or, in X-Real-IP, a trusted proxy — the result is
+// the invalid address: the client is unknown, never taken to be
 // the proxy (often loopback) itself. An unknown client fails every
 // non-empty allowlist, is not loopback for /metrics, and shares one
 // per-IP bucket with the other unknown clients.
@@ -235,7 +238,11 @@ func resolveClientIP(r *http.Request, pol *policy.Compiled) netip.Addr {
 		if len(v) != 1 {
 			return netip.Addr{} // none, or several: no single client named
 		}
-		return parseHop(v[0])
+		a := parseHop(v[0])
+		if a.IsLoopback() || pol.IsTrustedProxy(a) {
+			return netip.Addr{}
+		}
+		return a
 	}
 	xff := r.Header["X-Forwarded-For"]
 	for i := len(xff) - 1; i >= 0; i-- {
@@ -247,6 +254,9 @@ func resolveClientIP(r *http.Request, pol *policy.Compiled) netip.Addr {
 				return netip.Addr{}
 			}
 			if !pol.IsTrustedProxy(a) {
+				if a.IsLoopback() {
+					return netip.Addr{}
+				}
 				return a
 			}
 			if j < 0 {
@@ -364,16 +374,6 @@ func auditPath(c *echo.Context) string {
 	return "other"
 }
 
-// limiterKey groups IPv6 clients by /64: one host usually owns a whole
-// /64 and could otherwise rotate addresses past the limit.
-func limiterKey(ip netip.Addr) string {
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return ip.String()
-}
-
 // hostCheck refuses Host headers other than loopback names while the proxy
 // is bound to loopback: a DNS-rebinding page would send its own host name.
 func (s *Server) hostCheck(next echo.HandlerFunc) echo.HandlerFunc {
@@ -468,7 +468,12 @@ func isTooLarge(err error) bool {
 // ip_rate_limit: an exposed gateway is never unlimited by default.
 var defaultIPLimit = policy.RateLimit{RPM: 600, Burst: 100}
 
-// ipLimiter is the per-IP token bucket.
+// ipLimiter is the per-IP token bucket: an IPv4 address's, or an IPv6
+// client's /64, /56 and /48 together, so rotating addresses or subnets
+// of one site buys no budget (gateway.Limiter.AllowIP). It runs before
+// authentication, so its memory is bounded: when its table is full, new
+// clients share one bucket (they are refused first, not the clients it
+// knows).
 func (s *Server) ipLimiter(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		ip := clientIP(c)
@@ -479,7 +484,7 @@ func (s *Server) ipLimiter(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			lim = defaultIPLimit
 		}
-		d := s.ipLimit.Allow(limiterKey(ip), lim)
+		d := s.ipLimit.AllowIP(ip, lim)
 		if !d.Allowed {
 			return s.limited(c, "ip", "", d, "too many requests from your address")
 		}

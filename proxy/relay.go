@@ -118,14 +118,17 @@ type relay struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	idle   idleWatch
+	body   idleBody // the engine's response body, as the relay reads it
 	cw     clientWriter
 }
 
 // idleWatch ends the engine request when the engine sends nothing for d.
-// It is armed before every wait for the engine — a stream's response
-// headers, each body read — so a healthy stream, however long, is never
-// cut, and a stalled one never pins its goroutine and the engine's
-// generation.
+// It runs only while FLM waits for the engine — armed before a stream's
+// response headers and each body read (idleBody), stopped when the wait
+// returns — so a healthy stream, however long, is never cut, a stalled
+// one never pins its goroutine and the engine's generation, and a client
+// slow to accept FLM's writes (the write timeout's business) is never
+// blamed on the engine.
 type idleWatch struct {
 	d      time.Duration
 	cancel context.CancelCauseFunc
@@ -145,6 +148,20 @@ func (w *idleWatch) stop() {
 	if w.t != nil {
 		w.t.Stop()
 	}
+}
+
+// idleBody is an engine's response body whose every read is one wait
+// bounded by the idle watch.
+type idleBody struct {
+	io.ReadCloser
+	w *idleWatch
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	b.w.arm()
+	n, err := b.ReadCloser.Read(p)
+	b.w.stop()
+	return n, err
 }
 
 // clientWriter writes a response to the client with a deadline refreshed
@@ -228,6 +245,8 @@ func (s *Server) open(c *echo.Context, path string, stream bool, t gateway.Targe
 		return nil, nil, err
 	}
 	r.cw = newClientWriter(c, s.writeTimeout())
+	r.body = idleBody{resp.Body, &r.idle}
+	resp.Body = &r.body // a field of r: no allocation per request
 	return r, resp, nil
 }
 
@@ -274,6 +293,7 @@ func (r *relay) roundTrip(path string, stream bool, body []byte) (*http.Response
 		r.idle.arm()
 	}
 	resp, err := s.transport.RoundTrip(up)
+	r.idle.stop() // the headers came (or never will): the body's reads re-arm it
 	if err != nil {
 		if c.Request().Context().Err() != nil {
 			return nil, errClientGone // nothing to answer
@@ -306,7 +326,6 @@ func (r *relay) copyBody(resp *http.Response) error {
 	defer relayBufs.Put(bp)
 	buf := *bp
 	for {
-		r.idle.arm()
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
 			if werr := r.cw.write(buf[:n]); werr != nil {
@@ -388,13 +407,12 @@ func (r *relay) relaySSE(body io.Reader, wantUsage bool, nat *nativeSSE) error {
 	r.s.metrics.activeStreams.Inc()
 	defer r.s.metrics.activeStreams.Dec()
 
-	st := sseState{keepUsage: wantUsage || nat != nil}
+	st := sseState{keepUsage: wantUsage || nat != nil, baseURL: r.t.Endpoint.BaseURL}
 	var events int64 // relayed, for nat
 	bp := relayBufs.Get().(*[]byte)
 	defer relayBufs.Put(bp)
 	buf := *bp
 	for {
-		r.idle.arm()
 		n, err := body.Read(buf)
 		st.push(buf[:n])
 		for {
@@ -530,7 +548,7 @@ func engineMessage(raw []byte, baseURL string) string {
 	if msg == "" {
 		msg = strings.TrimSpace(string(raw))
 	}
-	msg = redactAddrs(msg, baseURL)
+	msg = redactEngineText(msg, baseURL)
 	if msg == "" {
 		msg = "no details"
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -263,7 +264,9 @@ func TestScopeExpiredKey(t *testing.T) {
 			_ = json.Unmarshal(r.body, &e)
 			msg = e.Error.Message
 		case "anthropic":
-			var e struct{ Error struct{ Type, Message string } }
+			var e struct {
+				Error struct{ Type, Message string }
+			}
 			if json.Unmarshal(r.body, &e) != nil || r.status != 401 || e.Error.Type != "authentication_error" {
 				t.Fatalf("%s = %d %s", c.path, r.status, r.body)
 			}
@@ -368,5 +371,45 @@ func TestScopeFastPath(t *testing.T) {
 	scoped := apikey.Record{Models: []string{"flm://b/*"}}
 	if got := visibleModels(scoped, all); len(got) != 1 || got[0].ID != "flm://b/y" {
 		t.Fatalf("scoped list %v", got)
+	}
+}
+
+// Refusals of scoped and expired keys are audited with the key's id, so
+// the owner sees whose key probed which route; the plaintext key is in no
+// row.
+func TestScopeRefusalsAudited(t *testing.T) {
+	src, key := newMemSource(t)
+	a := startFake(t, enginefake.Options{Kind: enginefake.Ollama, Models: []enginefake.Model{{Name: "tiny:latest"}}})
+	src.addEngine("a", engine.Ollama, a.URL(), "tiny:latest")
+	scoped := src.addKey(t, apikey.CreateOptions{Label: "none-of-a", Models: []string{"flm://b/*"}})
+	src.keys.Now = func() time.Time { return time.Now().Add(-2 * time.Hour) }
+	expired := src.addKey(t, apikey.CreateOptions{Label: "old", ExpiresIn: time.Hour})
+	src.keys.Now = nil
+	audit := &memAudit{}
+	p := startProxy(t, src, key, func(o *Options) { o.Audit = audit; o.AuditEvery = time.Hour })
+	for range 3 {
+		p.do(t, "POST", "/api/chat", `{"model":"tiny","messages":[{"role":"user","content":"hi"}]}`, bearerOf(scoped)...)
+	}
+	p.do(t, "POST", "/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":"hi"}]}`, bearerOf(scoped)...)
+	p.do(t, "GET", "/api/tags", "", bearerOf(expired)...)
+	p.srv.audit.safeFlush(context.Background())
+	rows := map[string]AuditEvent{}
+	for _, e := range audit.all() {
+		rows[e.Type+" "+e.Endpoint] = e
+		if strings.Contains(fmt.Sprintf("%+v", e), scoped.Plain) || strings.Contains(fmt.Sprintf("%+v", e), expired.Plain) {
+			t.Fatalf("an audit row holds a plaintext key: %+v", e)
+		}
+	}
+	if e := rows["model_not_allowed /api/chat"]; e.KeyID != scoped.ID || e.Count != 3 || e.Status != 403 {
+		t.Fatalf("scope refusal row: %+v (all: %+v)", e, rows)
+	}
+	if e := rows["model_not_allowed /v1/chat/completions"]; e.KeyID != scoped.ID || e.Count != 1 {
+		t.Fatalf("scope refusal row (openai): %+v", e)
+	}
+	if e := rows["auth_failure /api/tags"]; e.KeyID != expired.ID || e.Detail != "expired_api_key" || e.Status != 401 {
+		t.Fatalf("expired key row: %+v", e)
+	}
+	if n := len(a.Requests()); n != 0 {
+		t.Fatalf("the engine got %d requests", n)
 	}
 }

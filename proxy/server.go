@@ -163,6 +163,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, log: log, metrics: newMetrics(), keyLimit: gateway.NewLimiter(), ownLimit: gateway.NewLimiter(), ipLimit: gateway.NewLimiter()}
 	s.audit = newAuditor(opts.Audit, s.metrics.auditDropped.Inc)
+	s.audit.log = log
 	s.transport = opts.Transport
 	if s.transport == nil {
 		s.transport = newTransport()

@@ -70,10 +70,15 @@ install_node() {
 }
 
 install_clienttest() {
-  if [ ! -d tools/clienttest/node_modules/openai ]; then
-    step "npm ci (tools/clienttest)"
-    (cd tools/clienttest && npm ci --no-audit --no-fund --loglevel=error)
-  fi
+  # Every pinned package (an older checkout's node_modules may lack one).
+  local d
+  for d in openai ollama @anthropic-ai/sdk; do
+    if [ ! -f "tools/clienttest/node_modules/$d/package.json" ]; then
+      step "npm ci (tools/clienttest)"
+      (cd tools/clienttest && npm ci --no-audit --no-fund --loglevel=error)
+      return
+    fi
+  done
 }
 
 # The reader of go test -json (tools/testsummary, standard library only).

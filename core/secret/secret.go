@@ -24,6 +24,9 @@ var (
 	// ErrLocked: the store exists but is locked and would need the user to
 	// unlock it. A caller must not fall back to a weaker store on this.
 	ErrLocked = errors.New("secret store locked")
+	// ErrTimeout: the store exists but did not answer in time (a hung
+	// keyring daemon). Like ErrLocked, never a reason to fall back.
+	ErrTimeout = errors.New("secret store did not answer")
 	// ErrReadOnly: the store can be read but not written (a key given in
 	// the environment).
 	ErrReadOnly = errors.New("secret store is read-only")

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 
@@ -28,22 +27,30 @@ func (a *App) applyToProxies(parts proxyctl.Parts) []proxyctl.Result {
 	return []proxyctl.Result{{Code: flmerr.CodeOf(err), Error: "cannot list the running proxies: " + err.Error() + "; run `flm proxy reload --all`"}}
 }
 
-// proxiesText is the text-mode line about applyToProxies' results.
+// proxiesText is the text-mode report of applyToProxies' results. The
+// command exits 0 when a proxy did not confirm (the change is stored), so
+// the report must leave no doubt: each such proxy gets a warning line,
+// after the summary, saying it may still enforce the previous state and
+// how to fix that.
 func proxiesText(w io.Writer, res []proxyctl.Result) {
 	ok := 0
 	for _, r := range res {
 		if r.OK() {
 			ok++
-			continue
 		}
-		id := r.HandleID
-		if id == "" {
-			id = "proxies"
-		}
-		fmt.Fprintf(w, "warning: %s did not apply the change: %s\n", id, r.Error)
 	}
-	if ok > 0 {
-		fmt.Fprintf(w, "Applied by %d running proxy(ies).\n", ok)
+	if len(res) > 0 && res[0].HandleID != "" {
+		fmt.Fprintf(w, "Applied by %d of %d running proxy(ies).\n", ok, len(res))
+	}
+	for _, r := range res {
+		switch {
+		case r.OK():
+		case r.HandleID == "":
+			fmt.Fprintf(w, "warning: the change is stored, but NO running proxy was reached (%s): %s\n", r.Code, r.Error)
+		default:
+			fmt.Fprintf(w, "warning: the change is stored, but proxy %s did NOT confirm it and may still enforce the previous state (%s: %s); "+
+				"run `flm proxy reload --handle-id %s`, or restart it\n", r.HandleID, r.Code, r.Error, r.HandleID)
+		}
 	}
 }
 
@@ -56,10 +63,7 @@ func (a *App) printPolicySet(s policy.Stored) error {
 		Proxies []proxyctl.Result `json:"proxies"`
 	}{policyOut{ID: "default", PolicyJSON: doc, UpdatedAt: stamp(s.UpdatedAt)}, a.applyToProxies(proxyctl.ReloadSecurity)}
 	return a.print(out, func(w io.Writer) {
-		var pretty any
-		_ = json.Unmarshal(doc, &pretty)
-		b, _ := json.MarshalIndent(pretty, "", "  ")
-		fmt.Fprintf(w, "%s\n", b)
+		writePolicyDoc(w, doc)
 		proxiesText(w, out.Proxies)
 	})
 }

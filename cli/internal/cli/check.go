@@ -59,16 +59,27 @@ func (c CheckCmd) Run(a *App) error {
 	}
 	var keys []store.Key
 	for _, k := range []store.Kind{store.Config, store.Security} {
-		d, ok := checkDB(a.ctx, &ck, a, k)
-		if !ok {
+		d, healthy := checkDB(a.ctx, &ck, a, k)
+		if k != store.Security {
 			continue
 		}
-		if k == store.Security {
-			checkEncryption(&ck, d, dir)
-			checkSecurity(a.ctx, &ck, d)
-			if key := d.Key(); !key.IsZero() {
+		if d == nil {
+			// security.db does not open (damaged, wrong key): its backups
+			// are still judged with the key the key source holds, so that
+			// healthy ones are not reported as made under another key.
+			if key, err := store.CurrentKey(a.ctx, dir, a.keyConfig(dir)); err == nil {
 				keys = append(keys, key)
 			}
+			continue
+		}
+		// A file that fails its integrity check is still encrypted under
+		// its key, and its backups under the same key are fine.
+		checkEncryption(&ck, d, dir)
+		if key := d.Key(); !key.IsZero() {
+			keys = append(keys, key)
+		}
+		if healthy {
+			checkSecurity(a.ctx, &ck, d)
 		}
 	}
 	checkBackups(a.ctx, &ck, filepath.Join(dir, "backups"), keys)
@@ -110,6 +121,8 @@ func checkPerm(ck *checker, name, path string, want fs.FileMode) {
 	ck.add(name, "ok", "%s has mode %04o", path, st.Mode().Perm())
 }
 
+// checkDB opens and checks one database. It returns the open database (nil
+// when it does not open) and whether it passed its integrity check.
 func checkDB(ctx context.Context, ck *checker, a *App, k store.Kind) (*store.DB, bool) {
 	name := string(k) + "_db"
 	d, err := a.DB(k)
@@ -120,7 +133,7 @@ func checkDB(ctx context.Context, ck *checker, a *App, k store.Kind) (*store.DB,
 	checkPerm(ck, name+".permissions", d.Path, 0o600)
 	if err := d.QuickCheck(ctx); err != nil {
 		ck.add(name+".integrity", "error", "%v", err)
-		return nil, false
+		return d, false
 	}
 	ck.add(name+".integrity", "ok", "%s passed its integrity check", d.Path)
 	if ro := d.ReadOnly(); ro != nil {
@@ -177,6 +190,11 @@ func checkEncryption(ck *checker, d *store.DB, dir string) {
 	}
 	if kf := filepath.Join(dir, store.KeyFileName); src.Kind == store.KeyFile {
 		checkPerm(ck, "security_db.key_file", kf, 0o600)
+	}
+	// Keys an import replaced, kept in clear for a security.db moved away.
+	replaced, _ := filepath.Glob(filepath.Join(dir, store.KeyFileName+".replaced-*"))
+	for _, p := range replaced {
+		ck.add("security_db."+filepath.Base(p), "warning", "%s holds a replaced security.db key in clear (written by import-db-key): anyone who copies the data dir can read what it opens. Move it offline, or delete it once the file it opens is gone", p)
 	}
 }
 

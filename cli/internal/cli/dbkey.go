@@ -151,14 +151,23 @@ func (ImportDBKeyCmd) Help() string {
 keychain, or the key file with --key-source file):
 
   - security.db opens with it (a data dir copied from another machine): the
-    key is stored, nothing else changes;
+    key is stored (snapshots under the key it replaces are re-encrypted
+    under it);
   - security.db opens with the current key instead (you want to restore a
     backup made under the imported key): security.db and its backups are
     re-encrypted under the imported key, then the backup can be restored;
-  - no security.db yet: the key is stored and used when it is created.
+  - no encrypted security.db (none yet, a plaintext one from an earlier
+    version, or one moved away): the key is stored and used when security.db
+    is created or encrypted. A different current key is never simply
+    dropped: the snapshots in backups/ under it are re-encrypted under the
+    imported key, and when the security.db moved away was under it, it is
+    written to security.key.replaced-<key id> in the data dir (0600, said in
+    the output): the only key to that file. Keep it offline.
 
-A key that opens nothing is refused and nothing changes. Importing into the
-keychain removes the data dir's fallback key file if it held the same key.`
+When security.db exists and neither key opens it, the import is refused and
+nothing changes. An interrupted key rotation is finished (or undone) first.
+Importing into the keychain removes the data dir's fallback key file if it
+held the same key.`
 }
 
 // Run imports the key.
@@ -181,6 +190,9 @@ func (c ImportDBKeyCmd) Run(a *App) error {
 	if abs, _ := filepath.Abs(c.File); res.RemovedKeyFile != abs {
 		a.warn("DB_KEY_EXPORTED", fmt.Sprintf("%s still holds the key in clear; delete it once it is stored safely elsewhere", c.File))
 	}
+	if res.ReplacedKeyFile != "" {
+		a.warn("DB_KEY_EXPORTED", fmt.Sprintf("the replaced key %s was written to %s (0600), in clear: it is the only key to the security.db that was moved away from the data dir (and to any snapshot kept outside backups/). Move it offline; import it again to read that file", res.ReplacedKeyID, res.ReplacedKeyFile))
+	}
 	return a.print(res, func(w io.Writer) {
 		switch res.Action {
 		case "adopted":
@@ -189,6 +201,12 @@ func (c ImportDBKeyCmd) Run(a *App) error {
 			fmt.Fprintf(w, "security.db and %d backup(s) are now encrypted under the imported key %s (kept in the %s).\n", res.Rotation.BackupsRekeyed, res.KeyID, res.KeySource.Name)
 		default:
 			fmt.Fprintf(w, "Key %s stored in the %s; security.db will be encrypted with it.\n", res.KeyID, res.KeySource.Name)
+		}
+		if res.ReplacedKeyID != "" && res.Action != "reencrypted" {
+			fmt.Fprintf(w, "It replaces key %s; %d backup(s) under that key are now under key %s.\n", res.ReplacedKeyID, res.BackupsReencrypted, res.KeyID)
+		}
+		if res.ReplacedKeyFile != "" {
+			fmt.Fprintf(w, "The replaced key %s is in %s.\n", res.ReplacedKeyID, res.ReplacedKeyFile)
 		}
 		if res.RemovedKeyFile != "" {
 			fmt.Fprintf(w, "Removed the fallback key file %s.\n", res.RemovedKeyFile)
@@ -200,8 +218,20 @@ func (c ImportDBKeyCmd) Run(a *App) error {
 func (BackupCmd) Help() string {
 	return `A backup is one unit: the config and security snapshots taken at the same
 moment (same stamp in the file name). Security snapshots are encrypted with
-security.db's key; the newest 3 of each kind are kept. A snapshot is also taken
-automatically before every migration, key rotation and restore.
+security.db's key. A snapshot is also taken automatically (names ending in
+-auto) before every migration, key rotation, key import and restore; those of
+a rotation, import or migration hold the one database they protect.
+
+Retention counts units, never single files: the newest 3 units made by
+"backup create" and, apart, the newest 3 automatic ones. A restore's own
+snapshot prunes nothing, so trying backups one after another never deletes
+the next one to try. Units with a snapshot under another key are never pruned.
+
+A restore is all or nothing: both databases are opened, and checked to be
+writable (not locked by another program), before anything is written; if the
+second restore still fails, the first is put back and the error says what is
+in place. A unit holding one database restores that one, with a
+warning that the other was left as it is.
 
 Recovery (stop → restore → start):
   1. flm proxy stop --all

@@ -182,6 +182,11 @@ func (a *App) runForeground(svc *proxyctl.Service, cfg proxyctl.Config, accessLo
 	if err := srv.Serve(lns); err != nil {
 		return err
 	}
+	if beforeRegister != nil {
+		beforeRegister()
+	}
+	// Register re-reads keys and policy once the handle is visible, so a
+	// change stored while this proxy started is not missed.
 	h, err := svc.Register(a.ctx, cfg, proxyctl.Registration{
 		PID: os.Getpid(), InstanceID: instance, Control: proxyctl.Control{Addr: srv.ControlAddr(), Token: token},
 	})
@@ -194,19 +199,29 @@ func (a *App) runForeground(svc *proxyctl.Service, cfg proxyctl.Config, accessLo
 		return err
 	}
 
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
+	for running := true; running; {
+		select {
+		case <-a.ctx.Done(): // SIGINT/SIGTERM too, or the embedding caller's cancel
+			running = false
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				running = false
+				continue
+			}
 			if err := srv.Reload(context.Background()); err != nil {
 				opts.Logger.Warn("reload failed", "err", err.Error())
 			} else {
 				opts.Logger.Info("reloaded")
 			}
-			continue
 		}
-		break
 	}
 	return srv.Shutdown(context.Background())
 }
+
+// beforeRegister, when set (tests only), runs after the proxy serves and
+// before it registers its handle: the window in which a change stored by
+// another command finds no proxy to reload.
+var beforeRegister func()
 
 // liveHandles returns handles of running proxies (chat picks one).
 func (a *App) liveHandles() ([]proxyctl.Handle, error) {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -606,5 +607,119 @@ func TestProxyControlTokenStaysInConfigDB(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "config.db")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("config.db mode: %v %v", fi.Mode(), err)
+	}
+}
+
+// The race of the review: `flm proxy start` reads keys while it starts and
+// registers its handle only once it serves. A revoke committed in between
+// finds no proxy to reload and exits 0; the new proxy must still refuse
+// the key on the first request after it started, not up to 10 s later.
+func TestProxyStartRacingARevoke(t *testing.T) {
+	dir := t.TempDir()
+	k := createKey(t, dir, "racing")
+	port := freePort(t)
+	paused, resume := make(chan struct{}), make(chan struct{})
+	beforeRegister = func() { close(paused); <-resume }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	outR, outW := io.Pipe()
+	defer outR.Close()
+	exited := make(chan result, 1)
+	go func() {
+		var errb bytes.Buffer
+		env := Env{Stdin: strings.NewReader(""), Stdout: outW, Stderr: &errb, Getenv: func(k string) string {
+			if k == "FLM_DATA_DIR" {
+				return dir
+			}
+			return hermeticEnv[k]
+		}}
+		code := mainWith([]string{"proxy", "start", "--foreground", "--port", fmt.Sprint(port)}, env, func(a *App) { a.ctx = ctx })
+		_ = outW.Close()
+		exited <- result{stderr: errb.String(), code: code}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			t.Error("the foreground proxy did not stop")
+		}
+		beforeRegister = nil
+	})
+	select {
+	case <-paused:
+	case r := <-exited:
+		t.Fatalf("proxy start ended before serving: %+v", r)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the proxy did not reach its registration")
+	}
+	// The proxy read the key as active and serves; its handle is not
+	// recorded yet. The revoke is stored and reaches no proxy.
+	var rev proxiesOut
+	ok(t, dir, "api-keys", "revoke", k.ID).data(t, &rev)
+	if len(rev.Proxies) != 0 {
+		t.Fatalf("the revoke reached %+v: the test did not hit the window", rev.Proxies)
+	}
+	close(resume)
+	line, err := bufio.NewReader(outR).ReadBytes('\n')
+	if err != nil {
+		t.Fatalf("proxy start printed nothing: %v", err)
+	}
+	var env struct{ Data proxyctl.Handle }
+	if err := json.Unmarshal(line, &env); err != nil || !env.Data.Running {
+		t.Fatalf("proxy start printed %s", line)
+	}
+	if code, body := httpGet(t, env.Data.URLs.Local+"/v1/models", k.PlainKey); code != 401 {
+		t.Fatalf("the key revoked while the proxy started got %d (%s) once it had started", code, body)
+	}
+}
+
+// The attack of the review, end to end: an earlier FLM stored a
+// misspelled allowlist. Loading it leniently left the allowlist empty and
+// every client in. Now a running proxy keeps its last good policy and says
+// why, a new one refuses to start, and `policy show` names the field and
+// the fix.
+func TestStoredMisspelledPolicyFailsClosed(t *testing.T) {
+	dir := t.TempDir()
+	k := createKey(t, dir, "k")
+	h := startProxyProc(t, dir, "--port", fmt.Sprint(freePort(t)))
+	var set proxiesOut
+	ok(t, dir, "security", "policy", "set", "--json", `{"ip_whitelist":["10.0.0.0/8"]}`).data(t, &set)
+	appliedBy(t, "policy set", set, h.ID)
+	if code, _ := httpGet(t, h.URLs.Local+"/v1/models", k.PlainKey); code != 403 {
+		t.Fatalf("127.0.0.1 outside the allowlist got %d", code)
+	}
+	ctx := context.Background()
+	d, err := store.Open(ctx, dir, store.Security)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (store.Policy{DB: d}).Put(ctx, []byte(`{"ip_whitelst":["10.0.0.0/8"]}`), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+
+	out, err := flmProc(t, dir, "proxy", "reload", "--all")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !bytes.Contains(out, []byte(`"code":"POLICY_INVALID"`)) || !bytes.Contains(out, []byte(`ip_whitelst`)) {
+		t.Fatalf("reload of the misspelled policy: %v %s", err, out)
+	}
+	if code, _ := httpGet(t, h.URLs.Local+"/v1/models", k.PlainKey); code != 403 {
+		t.Fatalf("after the misspelled policy was loaded, 127.0.0.1 got %d: the running proxy dropped its allowlist", code)
+	}
+	msg := fails(t, dir, 1, "POLICY_INVALID", "security", "policy", "show")
+	for _, part := range []string{`unknown field "ip_whitelst"`, `did you mean "ip_whitelist"?`, "`flm security policy set`"} {
+		if !strings.Contains(msg, part) {
+			t.Fatalf("policy show: %q does not say %q", msg, part)
+		}
+	}
+	if out, err := flmProc(t, dir, "proxy", "start", "--port", fmt.Sprint(freePort(t))); err == nil || !strings.Contains(err.Error(), "POLICY_INVALID") {
+		t.Fatalf("a proxy started on the misspelled policy: %v %s", err, out)
+	}
+	// The fix the message names.
+	ok(t, dir, "security", "policy", "set", "--json", `{"ip_whitelist":["127.0.0.1"]}`).data(t, &set)
+	appliedBy(t, "policy set", set, h.ID)
+	if code, _ := httpGet(t, h.URLs.Local+"/v1/models", k.PlainKey); code != 200 {
+		t.Fatalf("after the fix, 127.0.0.1 got %d", code)
 	}
 }

@@ -12,9 +12,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/unjuno/flm/cli/internal/proc"
@@ -59,7 +61,7 @@ func (a *App) proxyService() (*proxyctl.Service, error) {
 	return &proxyctl.Service{
 		Handles:  store.Handles{DB: d},
 		Procs:    osProcesses{},
-		Launcher: flmLauncher{dataDir: dir},
+		Launcher: flmLauncher{dataDir: dir, keySource: a.Globals.KeySource},
 		Prober:   httpProber{certsDir: certs},
 		Control:  httpController{},
 		Keys:     keyChecker{a},
@@ -102,6 +104,9 @@ func (osProcesses) IsProxy(pid, port int) (is, known bool) {
 type flmLauncher struct {
 	dataDir string
 	exe     string // "" = os.Executable()
+	// keySource is --key-source, passed on so that the child reads
+	// security.db's key where this process does.
+	keySource string
 }
 
 func (l flmLauncher) logPath(port int) string {
@@ -121,9 +126,13 @@ func (l flmLauncher) Launch(_ context.Context, cfg proxyctl.Config) (int, error)
 		return 0, flmerr.Wrap(err, flmerr.IOError, "open proxy log")
 	}
 	defer logf.Close()
-	args := []string{"--data-dir", l.dataDir, "proxy", "start", "--foreground", "--port", strconv.Itoa(cfg.Port),
+	args := []string{"--data-dir", l.dataDir}
+	if l.keySource != "" {
+		args = append(args, "--key-source", l.keySource)
+	}
+	args = append(args, "proxy", "start", "--foreground", "--port", strconv.Itoa(cfg.Port),
 		"--mode", string(cfg.Mode), "--bind", cfg.Bind, "--egress-mode", string(cfg.Egress.Mode),
-		"--access-log", filepath.Join(l.dataDir, "logs", fmt.Sprintf("access-%d.log", cfg.Port))}
+		"--access-log", filepath.Join(l.dataDir, "logs", fmt.Sprintf("access-%d.log", cfg.Port)))
 	for _, f := range []struct{ flag, v string }{{"--socks5-endpoint", cfg.Egress.SOCKS5Endpoint}, {"--acme-email", cfg.ACMEEmail},
 		{"--acme-domain", cfg.ACMEDomain}, {"--challenge", cfg.ACMEChallenge}, {"--dns-provider", cfg.DNSProvider}} {
 		if f.v != "" {
@@ -250,6 +259,52 @@ func (httpController) Reload(ctx context.Context, h proxyctl.Handle, parts proxy
 		return proxyctl.Applied{}, flmerr.Wrap(err, flmerr.Internal, "decode the answer of %s", h.ID)
 	}
 	return a, nil
+}
+
+// Identify asks the control channel whether it holds h's token. Its dial
+// has no timeout of its own (ctx bounds it): Windows answers a closed
+// loopback port only after retrying for about 2 s, and that refusal is
+// the proof that the proxy is gone.
+func (httpController) Identify(ctx context.Context, h proxyctl.Handle) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+h.Control.Addr+proxyctl.IdentifyPath, nil)
+	if err != nil {
+		return flmerr.Wrap(err, flmerr.ProxyInvalidConfig, "the control address of %s", h.ID)
+	}
+	req.Header.Set("Authorization", "Bearer "+h.Control.Token)
+	tr := loopbackTransport(nil)
+	tr.DialContext = (&net.Dialer{}).DialContext
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		if refused(err) {
+			return fmt.Errorf("%w: nothing listens at %s", proxyctl.ErrNotThisProxy, h.Control.Addr)
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("the control channel of %s does not answer: %w", h.ID, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	switch resp.StatusCode {
+	case http.StatusNoContent:
+		return nil
+	case http.StatusUnauthorized:
+		return fmt.Errorf("%w: the control channel at %s refuses the token", proxyctl.ErrNotThisProxy, h.Control.Addr)
+	}
+	return fmt.Errorf("the control channel of %s answered status %d", h.ID, resp.StatusCode)
+}
+
+// refused reports whether a dial failed because nothing listens: ECONNREFUSED,
+// or WSAECONNREFUSED (10061) on Windows, where syscall.ECONNREFUSED is a
+// different, invented number.
+func refused(err error) bool {
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "dial" {
+		return false
+	}
+	var errno syscall.Errno
+	return errors.As(err, &errno) && (errno == syscall.ECONNREFUSED || runtime.GOOS == "windows" && errno == 10061)
 }
 
 // keyChecker reads security.db's keys.

@@ -60,5 +60,5 @@ func TestProxyPortsProberConformance(t *testing.T) {
 }
 
 func TestProxyPortsControllerConformance(t *testing.T) {
-	proxyctltest.RunController(t, httpController{}, proxyctltest.ServeControl)
+	proxyctltest.RunController(t, httpController{}, proxyctltest.ServeControl, proxyctltest.ServeStalledControl)
 }

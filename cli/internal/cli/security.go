@@ -1,12 +1,12 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -50,14 +50,24 @@ type policyOut struct {
 func (a *App) printPolicy(s policy.Stored) error {
 	doc := s.Policy.Document()
 	return a.print(policyOut{ID: "default", PolicyJSON: doc, UpdatedAt: stamp(s.UpdatedAt), Warnings: s.Warnings}, func(w io.Writer) {
-		var pretty any
-		_ = json.Unmarshal(doc, &pretty)
-		b, _ := json.MarshalIndent(pretty, "", "  ")
-		fmt.Fprintf(w, "%s\n", b)
+		writePolicyDoc(w, doc)
 		for _, warn := range s.Warnings {
 			fmt.Fprintf(w, "warning: %s\n", warn)
 		}
 	})
+}
+
+// writePolicyDoc prints the stored document indented, byte for byte
+// otherwise: decoding it first would print an x_ value of 1e400 as null,
+// round large integers, reorder keys and HTML-escape strings.
+func writePolicyDoc(w io.Writer, doc []byte) {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, doc, "", "  "); err != nil {
+		buf.Reset()
+		buf.Write(doc) // Document is always valid JSON; never print less than it
+	}
+	buf.WriteByte('\n')
+	_, _ = w.Write(buf.Bytes())
 }
 
 // PolicyShowCmd is `flm security policy show`.
@@ -126,9 +136,9 @@ func readLimited(a *App, path string, limit int) ([]byte, error) {
 
 // BackupCmd is `flm security backup`.
 type BackupCmd struct {
-	Create  BackupCreateCmd  `cmd:"" help:"Snapshot config.db and security.db into backups/ (newest 3 of each kept)."`
+	Create  BackupCreateCmd  `cmd:"" help:"Snapshot config.db and security.db into backups/ as one unit (the newest 3 units kept; automatic snapshots are counted apart)."`
 	List    BackupListCmd    `cmd:"" help:"List snapshots."`
-	Restore BackupRestoreCmd `cmd:"" help:"Restore a backup: both snapshots of its unit (the current state is snapshotted first)."`
+	Restore BackupRestoreCmd `cmd:"" help:"Restore a backup: both snapshots of its unit, all or nothing (the current state is snapshotted first)."`
 }
 
 func (a *App) backupDir() (string, error) {
@@ -142,14 +152,17 @@ func (a *App) backupDir() (string, error) {
 func backupTable(w io.Writer, bs []store.Backup) {
 	t := table(w, "FILE", "DB", "UNIT", "SCHEMA", "SIZE", "CREATED", "NOTE")
 	for _, b := range bs {
-		note := ""
+		var notes []string
 		switch {
 		case b.KeyMismatch:
-			note = "under another key (import-db-key to restore)"
+			notes = append(notes, "under another key (import-db-key to restore)")
 		case b.Encrypted:
-			note = "encrypted, key " + b.KeyID
+			notes = append(notes, "encrypted, key "+b.KeyID)
 		}
-		t.row(b.Path, string(b.Kind), b.Unit, fmt.Sprint(b.SchemaVersion), fmt.Sprint(b.SizeBytes), stamp(b.CreatedAt), note)
+		if b.Auto {
+			notes = append(notes, "automatic")
+		}
+		t.row(b.Path, string(b.Kind), b.Unit, fmt.Sprint(b.SchemaVersion), fmt.Sprint(b.SizeBytes), stamp(b.CreatedAt), strings.Join(notes, "; "))
 	}
 	t.flush()
 }
@@ -157,28 +170,28 @@ func backupTable(w io.Writer, bs []store.Backup) {
 // BackupCreateCmd is `flm security backup create`.
 type BackupCreateCmd struct{}
 
-// Run snapshots both databases, as one unit.
+// Run snapshots both databases, as one unit: both are opened first, and
+// nothing is written or pruned unless both snapshots are made.
 func (BackupCreateCmd) Run(a *App) error {
 	dir, err := a.backupDir()
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	var made []store.Backup
+	var dbs []*store.DB
 	var keys []store.Key
 	for _, k := range []store.Kind{store.Config, store.Security} {
 		d, err := a.DB(k)
 		if err != nil {
 			return err
 		}
-		b, err := d.Snapshot(a.ctx, dir, now, "")
-		if err != nil {
-			return err
-		}
+		dbs = append(dbs, d)
 		if key := d.Key(); !key.IsZero() {
 			keys = append(keys, key)
 		}
-		made = append(made, b)
+	}
+	made, err := store.SnapshotUnit(a.ctx, dir, time.Now(), store.SnapshotOptions{}, dbs...)
+	if err != nil {
+		return err
 	}
 	all, err := store.ListBackups(a.ctx, dir, keys...)
 	if err != nil {
@@ -210,16 +223,11 @@ type BackupRestoreCmd struct {
 	File string `required:"" placeholder:"PATH" help:"Either snapshot of the backup to restore (from backup list); the other snapshot of its unit is restored too."`
 }
 
-type restored struct {
-	Kind                store.Kind `json:"kind"`
-	BackupPath          string     `json:"backup_path"`
-	RestoredPath        string     `json:"restored_path"`
-	PreviousStateBackup string     `json:"previous_state_backup"`
-	SchemaVersion       int        `json:"schema_version"`
-}
+type restored = store.Restored
 
-// Run validates every snapshot of the unit, snapshots the live databases
-// (as one unit), then restores security.db and config.db.
+// Run validates every snapshot of the unit and opens every database it
+// replaces, then restores them all or none (store.RestoreUnit). A unit
+// that holds one database only restores it, with a warning saying so.
 func (c BackupRestoreCmd) Run(a *App) error {
 	src, err := filepath.Abs(c.File)
 	if err != nil {
@@ -255,28 +263,37 @@ func (c BackupRestoreCmd) Run(a *App) error {
 		}
 		unit = append(unit, b)
 	}
-	// security.db first: it is the one whose restore can need a key.
-	slices.SortStableFunc(unit, func(x, y store.Backup) int { return strings.Compare(string(y.Kind), string(x.Kind)) })
 	dir, err := a.backupDir()
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	var out []restored
+	// Every database the unit replaces is opened before anything is
+	// written: a key or file problem stops the restore with nothing done.
+	dbs := map[store.Kind]*store.DB{}
 	for _, b := range unit {
 		d, err := a.DB(b.Kind)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w (nothing was restored)", err)
 		}
-		// Nothing stored is ever lost: the state being replaced is kept too.
-		safety, err := d.Snapshot(a.ctx, dir, now, b.Path)
-		if err != nil {
-			return fmt.Errorf("snapshot before restore: %w", err)
+		dbs[b.Kind] = d
+	}
+	out, err := store.RestoreUnit(a.ctx, dir, time.Now(), unit, dbs)
+	if err != nil {
+		return err
+	}
+	data, err := a.DataDir()
+	if err != nil {
+		return err
+	}
+	left := []string{}
+	for _, k := range []store.Kind{store.Security, store.Config} {
+		if _, ok := dbs[k]; !ok {
+			left = append(left, filepath.Join(data, k.FileName()))
 		}
-		if err := d.Restore(a.ctx, b); err != nil {
-			return err
-		}
-		out = append(out, restored{Kind: b.Kind, BackupPath: b.Path, RestoredPath: d.Path, PreviousStateBackup: safety.Path, SchemaVersion: d.Version()})
+	}
+	if len(left) > 0 {
+		a.warn("BACKUP_PARTIAL_UNIT", fmt.Sprintf("%s is a unit without a snapshot of %s (an automatic snapshot before a key rotation, key import or migration holds one database only; otherwise the other file was pruned, moved or never made): only %s was restored, and %s was left as it is",
+			src, strings.Join(left, " and "), out[0].RestoredPath, strings.Join(left, " and ")))
 	}
 	first := out[0]
 	for _, r := range out {
@@ -284,11 +301,14 @@ func (c BackupRestoreCmd) Run(a *App) error {
 			first = r
 		}
 	}
-	data := map[string]any{"restored": out, "restored_path": first.RestoredPath, "backup_path": first.BackupPath, "kind": first.Kind,
+	res := map[string]any{"restored": out, "not_restored": left, "restored_path": first.RestoredPath, "backup_path": first.BackupPath, "kind": first.Kind,
 		"previous_state_backup": first.PreviousStateBackup, "schema_version": first.SchemaVersion}
-	return a.print(data, func(w io.Writer) {
+	return a.print(res, func(w io.Writer) {
 		for _, r := range out {
 			fmt.Fprintf(w, "Restored %s from %s.\nThe state it replaced is in %s.\n", r.RestoredPath, r.BackupPath, r.PreviousStateBackup)
+		}
+		for _, p := range left {
+			fmt.Fprintf(w, "Not restored (no snapshot of it in this unit): %s.\n", p)
 		}
 	})
 }

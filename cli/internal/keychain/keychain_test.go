@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godbus/dbus/v5"
+
 	"github.com/unjuno/flm/cli/internal/keychain"
 	"github.com/unjuno/flm/cli/internal/keychain/keyringtest"
 	"github.com/unjuno/flm/core/secret"
@@ -113,6 +115,58 @@ func TestSecretServiceBusWithoutKeyring(t *testing.T) {
 	}}
 	if _, err := ss.Get(context.Background(), "security.key"); !errors.Is(err, secret.ErrUnavailable) || !strings.Contains(err.Error(), "no Secret Service") {
 		t.Fatalf("Get on a bus without a keyring = %v; want ErrUnavailable (no Secret Service)", err)
+	}
+}
+
+// hungService owns org.freedesktop.secrets on a bus and never answers: a
+// keyring daemon stuck on something.
+type hungService struct{ release chan struct{} }
+
+func (h hungService) SearchItems(map[string]string) ([]dbus.ObjectPath, []dbus.ObjectPath, *dbus.Error) {
+	<-h.release
+	return nil, nil, nil
+}
+
+func (h hungService) ReadAlias(string) (dbus.ObjectPath, *dbus.Error) {
+	<-h.release
+	return "/", nil
+}
+
+// Review finding 9: a keyring that does not answer is there, just hung.
+// It must be ErrTimeout (flm stops with DB_KEY_UNAVAILABLE), never
+// ErrUnavailable, which would make flm fall back to a key file, or create
+// one.
+func TestSecretServiceHungIsATimeout(t *testing.T) {
+	addr := keyringtest.StartBus(t)
+	conn, err := dbus.Connect(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	h := hungService{release: make(chan struct{})}
+	defer close(h.release)
+	if err := conn.Export(h, "/org/freedesktop/secrets", "org.freedesktop.Secret.Service"); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := conn.RequestName("org.freedesktop.secrets", dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("own the name: %v %v", reply, err)
+	}
+	ss := &keychain.SecretService{Scope: "/x", Timeout: 300 * time.Millisecond, Getenv: func(k string) string {
+		if k == "DBUS_SESSION_BUS_ADDRESS" {
+			return addr
+		}
+		return ""
+	}}
+	start := time.Now()
+	_, err = ss.Get(context.Background(), "security.key")
+	if !errors.Is(err, secret.ErrTimeout) || errors.Is(err, secret.ErrUnavailable) {
+		t.Fatalf("Get from a hung Secret Service = %v; want ErrTimeout", err)
+	}
+	if err := ss.Put(context.Background(), "security.key", []byte("v")); !errors.Is(err, secret.ErrTimeout) {
+		t.Fatalf("Put to a hung Secret Service = %v; want ErrTimeout", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the calls took %v; the timeout is 300 ms each", d)
 	}
 }
 

@@ -29,7 +29,8 @@ type SecretService struct {
 	// nil = os.Getenv.
 	Getenv func(string) string
 	// Timeout bounds one operation (default 10 s): a hung keyring daemon
-	// must not hang flm.
+	// must not hang flm. Running out of it is secret.ErrTimeout, never
+	// ErrUnavailable: the keychain is there, so flm must not fall back.
 	Timeout time.Duration
 }
 
@@ -96,6 +97,9 @@ func (s *SecretService) session(ctx context.Context, fn func(c *ssConn) error) e
 	defer cancel()
 	conn, err := dbus.Connect(addr, dbus.WithContext(ctx))
 	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("the D-Bus session bus did not answer within %v: %w", timeout, secret.ErrTimeout)
+		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("connect to the D-Bus session bus: %w", ctx.Err())
 		}
@@ -140,9 +144,13 @@ func classifyDBus(method string, err error) error {
 		return fmt.Errorf("%s: %w", method, errLocked)
 	case "org.freedesktop.Secret.Error.NoSuchObject":
 		return fmt.Errorf("%s: %w", method, secret.ErrNotFound)
+	case "org.freedesktop.DBus.Error.NoReply", "org.freedesktop.DBus.Error.Timeout", "org.freedesktop.DBus.Error.TimedOut":
+		return fmt.Errorf("the Secret Service did not answer %s (%s): %w", method, name, secret.ErrTimeout)
 	}
+	// A service that is there but does not answer is hung, not absent:
+	// ErrUnavailable would let flm fall back to the key file.
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("the Secret Service did not answer %s in time: %w", method, secret.ErrUnavailable)
+		return fmt.Errorf("the Secret Service did not answer %s in time: %w", method, secret.ErrTimeout)
 	}
 	msg := err.Error()
 	if len(msg) > 200 {

@@ -231,7 +231,7 @@ func rawOpen(path string, key Key, readOnly bool) (*sqlite3.Conn, error) {
 		}
 		_ = c.Exec("PRAGMA temp_store=memory")
 	}
-	if err := c.BusyTimeout(BusyTimeout); err != nil {
+	if err := c.BusyTimeout(busyTimeout); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
@@ -510,6 +510,7 @@ func pendingWork(path string) bool {
 // file, and clears leftovers.
 func prepareSecurity(ctx context.Context, dir string, src KeySource) error {
 	path := filepath.Join(dir, Security.FileName())
+	removeStaleTemps(dir)
 	if fileExists(path + sufRotating) {
 		if err := recoverRotation(ctx, dir, src); err != nil {
 			return err
@@ -558,6 +559,7 @@ func keyOrNew(ctx context.Context, src KeySource) (Key, error) {
 // plaintext security backups of an interrupted first-time encryption.
 func finishStale(ctx context.Context, dir string, key Key) error {
 	path := filepath.Join(dir, Security.FileName())
+	removeStaleTemps(dir)
 	removeDBFiles(path + sufNew)
 	// Under the exclusive lock nobody is snapshotting security.db.
 	staleTemp(filepath.Join(dir, "backups"), Security, 0)
@@ -580,6 +582,28 @@ func finishStale(ctx context.Context, dir string, key Key) error {
 		keychain.SyncDir(dir)
 	}
 	return nil
+}
+
+// removeStaleTemps removes the temporary files keychain.WriteFileAtomic
+// leaves in the data dir when a crash interrupts it: copies of a key
+// (.security.key.tmp-*, .security.key.next.tmp-*), overwritten first, and
+// of the rotation marker and key id record. It runs under the exclusive
+// lock only, when no other process can be writing one.
+func removeStaleTemps(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		n := e.Name()
+		if e.IsDir() || !strings.Contains(n, ".tmp-") {
+			continue
+		}
+		p := filepath.Join(dir, n)
+		switch {
+		case strings.HasPrefix(n, "."+KeyFileName+"."):
+			_ = keychain.Shred(p)
+		case strings.HasPrefix(n, "."+Security.FileName()+"."):
+			_ = os.Remove(p)
+		}
+	}
 }
 
 func same(a, b string) bool {
@@ -615,10 +639,7 @@ func upgradePlain(ctx context.Context, dir string, src KeySource) error {
 	if err := touch(path + sufUpgrading); err != nil {
 		return flmerr.Wrap(err, flmerr.IOError, "start encrypting %s", path)
 	}
-	// Fold a WAL a crashed process may have left into the file first.
-	if c, err := rawOpen(path, Key{}, false); err == nil {
-		_ = closeClean(c)
-	}
+	foldPlainWAL(path)
 	if err := copyEncrypted(ctx, path, Key{}, path+sufNew, key, true); err != nil {
 		removeDBFiles(path + sufNew)
 		return encryptErr(path, err)
@@ -626,7 +647,38 @@ func upgradePlain(ctx context.Context, dir string, src KeySource) error {
 	if err := swapIn(path, path+sufNew); err != nil {
 		return encryptErr(path, err)
 	}
+	noteKeyID(path, key)
 	return finishStale(ctx, dir, key)
+}
+
+// foldPlainWAL checkpoints a WAL that an earlier version (or a crash) left
+// beside a plaintext security.db into the file, then overwrites the WAL
+// before removing it: SQLite itself would truncate and delete it, leaving
+// its plaintext pages in the freed blocks of the disk. The WAL is removed
+// only once every frame is in the main file.
+func foldPlainWAL(path string) {
+	c, err := rawOpen(path, Key{}, false)
+	if err != nil {
+		return
+	}
+	var v int
+	_ = scanOne(c, "PRAGMA user_version", &v) // a read opens the WAL
+	// Keep the WAL file when the connection closes, so that it can be
+	// overwritten; its frames are checkpointed first.
+	_, _ = c.FileControl("main", sqlite3.FCNTL_PERSIST_WAL, true)
+	folded := false
+	if stmt, _, err := c.Prepare("PRAGMA wal_checkpoint(FULL)"); err == nil {
+		if stmt.Step() {
+			busy, frames, done := stmt.ColumnInt(0), stmt.ColumnInt(1), stmt.ColumnInt(2)
+			folded = busy == 0 && frames == done
+		}
+		_ = stmt.Close()
+	}
+	if err := c.Close(); err != nil || !folded {
+		return
+	}
+	_ = keychain.Shred(path + "-wal")
+	_ = os.Remove(path + "-shm")
 }
 
 func encryptErr(path string, err error) error {
@@ -748,7 +800,6 @@ func RotateKey(ctx context.Context, dir string, cfg KeyConfig, now time.Time) (R
 
 // rekey rotates to next (zero = a new random key).
 func rekey(ctx context.Context, dir string, cfg KeyConfig, now time.Time, next Key) (RotateResult, error) {
-	start := time.Now()
 	path := filepath.Join(dir, Security.FileName())
 	src, err := ResolveKeySource(ctx, dir, cfg)
 	if err != nil {
@@ -762,6 +813,13 @@ func rekey(ctx context.Context, dir string, cfg KeyConfig, now time.Time, next K
 		return RotateResult{}, err
 	}
 	defer lk.close()
+	return rekeyLocked(ctx, dir, src, now, next)
+}
+
+// rekeyLocked is rekey under the exclusive lock.
+func rekeyLocked(ctx context.Context, dir string, src KeySource, now time.Time, next Key) (RotateResult, error) {
+	start := time.Now()
+	path := filepath.Join(dir, Security.FileName())
 	if err := prepareSecurity(ctx, dir, src); err != nil {
 		return RotateResult{}, err
 	}
@@ -776,7 +834,7 @@ func rekey(ctx context.Context, dir string, cfg KeyConfig, now time.Time, next K
 		return RotateResult{}, err
 	}
 	bdir := filepath.Join(dir, "backups")
-	snap, err := d.Snapshot(ctx, bdir, now, "")
+	snap, err := d.autoSnapshot(ctx, bdir, now)
 	_ = d.Close()
 	if err != nil {
 		return RotateResult{}, fmt.Errorf("snapshot before rotation: %w", err)
@@ -838,6 +896,9 @@ func rekey(ctx context.Context, dir string, cfg KeyConfig, now time.Time, next K
 // completeRotation makes next the current key once the file is under it.
 func completeRotation(ctx context.Context, dir string, src KeySource, next Key) error {
 	path := filepath.Join(dir, Security.FileName())
+	// The file is under next now: a wrong-key error must not call it
+	// damaged (undecryptable) when someone opens it with the old key.
+	noteKeyID(path, next)
 	if err := writeKey(ctx, src, KeyFileName, next); err != nil {
 		return err
 	}
@@ -893,6 +954,7 @@ func recoverRotation(ctx context.Context, dir string, src KeySource) error {
 		return wrongKeyErr(path, src, cur, errors.New("neither the current nor the next key of an interrupted rotation opens it"))
 	}
 	removeDBFiles(path + sufNew)
+	noteKeyID(path, cur)
 	if _, err := reencryptBackups(ctx, bdir, []Key{next}, cur); err != nil {
 		return err
 	}

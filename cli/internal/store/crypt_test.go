@@ -337,7 +337,9 @@ func TestKeyFailuresChangeNothing(t *testing.T) {
 		{"wrong key", func() Option { return WithKeys(KeyConfig{EnvKey: NewKey().Hex()}) }, "is encrypted under key id"},
 		{"key deleted from the keychain", func() Option { _ = k.Delete(ctx, KeyFileName); return kc(k) }, "import-db-key"},
 		{"keychain locked", func() Option { _ = k.Put(ctx, KeyFileName, saved); k.SetFail(secret.ErrLocked); return kc(k) }, "cannot read"},
-		{"no keychain, no key file", func() Option { k.SetFail(secret.ErrUnavailable); return kc(k) }, "not in the file"},
+		// The key is in a keychain this session cannot reach: not damaged.
+		{"no keychain, no key file", func() Option { k.SetFail(secret.ErrUnavailable); return kc(k) }, "keychain of your desktop session"},
+		{"keychain does not answer", func() Option { k.SetFail(secret.ErrTimeout); return kc(k) }, "did not answer"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -56,6 +56,9 @@ func kindOfAppID(id int32) (Kind, bool) {
 // BusyTimeout is how long a statement waits for another process's lock.
 const BusyTimeout = 15 * time.Second
 
+// busyTimeout is BusyTimeout; tests shorten it.
+var busyTimeout = BusyTimeout
+
 var sqliteHeader = []byte("SQLite format 3\x00")
 
 // DB is one open FLM database.
@@ -110,7 +113,7 @@ func dsn(path string, readOnly, encrypted, immutable bool) string {
 		q.Set("immutable", "1")
 	}
 	var pragmas []string
-	pragmas = append(pragmas, fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()))
+	pragmas = append(pragmas, fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
 	if readOnly {
 		q.Set("mode", "ro")
 	} else {
@@ -133,7 +136,7 @@ func dsn(path string, readOnly, encrypted, immutable bool) string {
 // after its key. Temporary files would be encrypted with throwaway keys;
 // in memory they cost nothing.
 func connPragmas(readOnly bool) []string {
-	p := []string{fmt.Sprintf("PRAGMA busy_timeout=%d", BusyTimeout.Milliseconds())}
+	p := []string{fmt.Sprintf("PRAGMA busy_timeout=%d", busyTimeout.Milliseconds())}
 	if !readOnly {
 		p = append(p, "PRAGMA synchronous=normal")
 	}
@@ -334,7 +337,7 @@ func prepareFile(path string, encrypted bool) error {
 // the busy handler, so two flm processes creating the file at the same
 // moment retry here instead of failing with "database is locked".
 func (d *DB) ensureWAL(ctx context.Context) error {
-	deadline := time.Now().Add(BusyTimeout)
+	deadline := time.Now().Add(busyTimeout)
 	for {
 		var mode string
 		err := d.gdb.WithContext(ctx).Raw("PRAGMA journal_mode").Scan(&mode).Error

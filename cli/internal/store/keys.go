@@ -108,13 +108,17 @@ type KeySource struct {
 	Warning string `json:"warning,omitempty"`
 
 	store secret.Store
+	// unreachable, for a fallback, is why the keychain could not be used.
+	unreachable string
 }
 
 // Writable reports whether a new key can be stored (not FLM_DB_KEY).
 func (s KeySource) Writable() bool { return s.Kind != KeyEnv }
 
-// cached remembers answers for one process: auto mode asks the keychain
-// once to choose, and again to read the key.
+// cached remembers answers for one resolved source: auto mode asks the
+// keychain once to choose, and again to read the key. Failures are
+// remembered too, so that a keychain that does not answer costs one
+// timeout, not one per question.
 type cached struct {
 	inner secret.Store
 	mu    sync.Mutex
@@ -133,7 +137,7 @@ func (c *cached) Get(ctx context.Context, name string) ([]byte, error) {
 		return append([]byte(nil), r.v...), r.err
 	}
 	v, err := c.inner.Get(ctx, name)
-	if err == nil || errors.Is(err, secret.ErrNotFound) {
+	if ctx.Err() == nil {
 		c.vals[name] = cachedVal{append([]byte(nil), v...), err}
 	}
 	return v, err
@@ -224,10 +228,15 @@ func ResolveKeySource(ctx context.Context, dir string, cfg KeyConfig) (KeySource
 			return fileSrc, nil
 		}
 		return kcSrc, nil
+	case errors.Is(err, secret.ErrTimeout):
+		// A keychain that does not answer is there (hung, or waiting for
+		// something): never a downgrade to the key file.
+		return kcSrc, nil
 	case errors.Is(err, secret.ErrUnavailable):
 		fileSrc.Fallback = true
 		fileSrc.Name += " (fallback: no OS keychain)"
 		fileSrc.Warning = fileWarning(file.Path(KeyFileName), " because there is no OS keychain here ("+shortErr(err)+")")
+		fileSrc.unreachable = shortErr(err)
 		return fileSrc, nil
 	}
 	// Locked, or failing: never a downgrade; the error surfaces when the
@@ -249,6 +258,19 @@ func keyErr(src KeySource, dbPath string, err error) error {
 	switch {
 	case errors.Is(err, secret.ErrLocked):
 		return flmerr.Wrap(err, flmerr.DBKeyUnavailable, "cannot read security.db's key from the %s", src.Name)
+	case errors.Is(err, secret.ErrTimeout):
+		return flmerr.Wrap(err, flmerr.DBKeyUnavailable, "the %s did not answer when asked for security.db's key: its daemon may be hung (restart it, or log out and back in), then retry. flm never falls back to a key file when the keychain does not answer", src.Name)
+	case errors.Is(err, secret.ErrNotFound) && src.Fallback:
+		// No keychain reachable and no key file: security.db was made where
+		// a keychain held its key (a desktop session this process, run
+		// over SSH or from a service, cannot reach), not damaged.
+		id := ""
+		if k := readKeyID(dbPath); k != "" {
+			id = " (key id " + k + ")"
+		}
+		return flmerr.Wrap(err, flmerr.DBKeyUnavailable,
+			"%s is encrypted%s, and this session can reach no OS keychain (%s) and has no key file %s: its key is most likely in the OS keychain of your desktop session, which this process cannot reach. The file is not damaged: do not move it away. Run flm where that keychain is reachable (a terminal of the desktop session; over SSH, with that session's DBUS_SESSION_BUS_ADDRESS), or there run `flm security export-db-key --file key.txt` and here `flm --key-source file security import-db-key --file key.txt`",
+			dbPath, id, src.unreachable, keyFilePath(filepath.Dir(dbPath)))
 	case errors.Is(err, secret.ErrNotFound):
 		return flmerr.Wrap(err, flmerr.DBKeyUnavailable,
 			"%s is encrypted, and its key is not in the %s. If the data dir came from another machine or path, import its key with `flm security import-db-key --file <key file>` (made there by `flm security export-db-key`); if the key is lost, move %s away and restore a backup made under a key you have",

@@ -133,7 +133,7 @@ func (d *DB) migrate(ctx context.Context, backupDir string) error {
 		return fmt.Errorf("its schema version %d is newer than this flm supports (%d)", d.version, latest)
 	}
 	if backupDir != "" && d.version >= 1 && d.version < latest {
-		if _, err := d.Snapshot(ctx, backupDir, time.Now(), ""); err != nil {
+		if _, err := d.autoSnapshot(ctx, backupDir, time.Now()); err != nil {
 			return fmt.Errorf("snapshot before migrating from version %d: %w", d.version, err)
 		}
 	}

@@ -35,8 +35,10 @@
 //     (engines load on first use). The "unload" call (keep_alive 0) is
 //     refused: FLM cannot unload an engine's model.
 //   - /api/tags names: a model's bare name when exactly one model in the
-//     catalog has it (Ollama models keep their name:tag), else its flm://
-//     id, so every listed name routes back to the same model. size 0,
+//     catalog has it (Ollama models keep their name:tag; "x" and
+//     "x:latest" count as one name, since FLM routes a bare "x" to an
+//     Ollama "x:latest"), else its flm:// id, so every listed name routes
+//     back to the same model. size 0,
 //     modified_at the zero time (unknown), digest the SHA-256 of the
 //     flm:// id (a stable identifier; FLM has no model files),
 //     capabilities from the model's capabilities.
