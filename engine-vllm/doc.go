@@ -1,9 +1,7 @@
 // Package vllm is FLM's adapter for vLLM: detection by fingerprint,
-// health, model listing and the request rules the proxy applies to it.
+// health, model listing, and the engine's habits (engine.Habits) that the
+// gateway and the proxy read instead of switching on its kind.
 //
 // It implements core's engine ports and imports only core and the standard
 // library.
 package vllm
-
-// Version is the version of this engine module.
-const Version = "0.1.0"

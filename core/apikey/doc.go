@@ -1,4 +1,6 @@
-// Package apikey issues, stores and verifies FLM's API keys.
+// Package apikey issues and stores FLM's API keys and says what each key
+// may do; the proxy verifies a presented key with gateway.KeyRing.Check,
+// against a snapshot of the records this package stores.
 //
 // A key is "flm_" followed by 43 base64url characters (256 random bits). Only
 // its SHA-256 hash is ever stored: a slow password hash buys nothing for a
@@ -12,7 +14,6 @@
 // model. Matching fails closed: an id that matches no scope is refused.
 //
 // Security: the plaintext exists only in the Issued values that Create,
-// CreateWith, Rotate and RotateExpiring return.
-// Nothing in this package logs it, puts it in an error, or passes it to a
-// Store.
+// CreateWith, Rotate and RotateExpiring return. Nothing in this package logs
+// it, puts it in an error, or passes it to a Store.
 package apikey

@@ -68,9 +68,17 @@ func (r Record) ExpiresSoon(now time.Time) bool {
 // on a mismatch it only ever backtracks to the last '*' (the classic
 // two-pointer wildcard match), so no pattern can make it exponential.
 func matchScope(p, s string) bool {
+	ok, _ := matchSteps(p, s)
+	return ok
+}
+
+// matchSteps is matchScope that also counts its loop iterations, so a test
+// can bound the work without timing it.
+func matchSteps(p, s string) (ok bool, steps int) {
 	px, sx := 0, 0
 	starPx, starSx := -1, 0
 	for px < len(p) || sx < len(s) {
+		steps++
 		if px < len(p) {
 			switch p[px] {
 			case '*':
@@ -94,13 +102,13 @@ func matchScope(p, s string) bool {
 		}
 		// Mismatch: let the last '*' swallow one more character.
 		if starPx < 0 || starSx >= len(s) {
-			return false
+			return false, steps
 		}
 		_, w := utf8.DecodeRuneInString(s[starSx:])
 		starSx += w
 		px, sx = starPx+1, starSx
 	}
-	return true
+	return true, steps
 }
 
 // ValidateModels checks a key's model scopes and returns them without

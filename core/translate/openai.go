@@ -213,8 +213,9 @@ type Usage struct {
 	CompletionTokensDetails *struct {
 		ReasoningTokens int64 `json:"reasoning_tokens"`
 	} `json:"completion_tokens_details"`
-	// FLMEstimated marks the usage chunk FLM's relay adds to a stream whose
-	// engine sent none; its numbers are not the engine's count.
+	// FLMEstimated marks an estimated usage chunk that earlier FLM versions
+	// added to streams whose engine sent none (no longer made); such a
+	// chunk's numbers are not the engine's count and are ignored.
 	FLMEstimated bool `json:"flm_estimated"`
 }
 

@@ -32,6 +32,7 @@ type lab struct {
 	streamURL string // fake Ollama with TTFT and pacing
 	bareURL   string // httputil.ReverseProxy → mock
 	nginxURL  string // nginx → mock ("" when nginx is not installed)
+	famURL    string // vLLM-shaped mock of the families scenario, once started
 	flmURL    string
 	flmPID    int
 }

@@ -35,7 +35,7 @@ func main() {
 	listen := flag.String("listen", "", "internal: helper listen address")
 	target := flag.String("target", "", "internal: bare proxy target")
 	var o options
-	flag.StringVar(&o.scenario, "scenario", "all", "all, or a comma list of: overhead, throughput, streaming, load, lifecycle")
+	flag.StringVar(&o.scenario, "scenario", "all", "all, or a comma list of: overhead, throughput, streaming, families, load, lifecycle")
 	flag.BoolVar(&o.short, "short", false, "short variant (about 5 minutes in all)")
 	flag.StringVar(&o.out, "out", "report.json", "JSON report path")
 	flag.StringVar(&o.md, "md", "", "markdown report path (default: the JSON path with .md)")
@@ -67,6 +67,7 @@ type Report struct {
 	Overhead []OverheadRow      `json:"overhead,omitempty"`
 	Through  []ThroughputRow    `json:"throughput,omitempty"`
 	Stream   *StreamResult      `json:"streaming,omitempty"`
+	Families *FamiliesResult    `json:"families,omitempty"`
 	Load     *LoadResult        `json:"load,omitempty"`
 	Life     *LifecycleResult   `json:"lifecycle,omitempty"`
 	Memory   map[string]float64 `json:"memory_mb,omitempty"`
@@ -120,6 +121,10 @@ func run(o options) error {
 	if want("streaming") {
 		rep.Stream = streaming(lab, o.short)
 		rep.Memory["flm_rss_max_1000_streams"] = rep.Stream.Concurrent.MaxRSSMB
+	}
+	if want("families") {
+		rep.Families = families(lab, o.short)
+		rep.Memory["flm_rss_after_families"] = lab.flmRSS()
 	}
 	if want("load") {
 		rep.Load = planLoad(lab, o.short)

@@ -33,6 +33,22 @@ func markdown(r *Report) string {
 		p("\nTTFT added at p99: %+.3f ms. %d concurrent streams through FLM for %.0f s: %d completed, %d errors, FLM max RSS %.1f MB, goroutines %d before / %d peak / %d after (%.0f s after the load).\n\n",
 			s.AddedTTFT, c.Streams, c.Seconds, c.Completed, c.Errors, c.MaxRSSMB, c.GoroutinesBefore, c.GoroutinesPeak, c.GoroutinesAfter, c.SettleSeconds)
 	}
+	if f := r.Families; f != nil && len(f.Rows) > 0 {
+		p("### API families (engine: %s; %d interleaved rounds; ms)\n\n", f.Engine, f.Rounds)
+		p("Whole answers:\n\n| target | path | p50 | p90 | p99 | added p50 | added p99 | over FLM OpenAI p50 | errors |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, w := range f.Rows {
+			if !w.Stream {
+				p("| %s | %s | %.3f | %.3f | %.3f | %+.3f | %+.3f | %s | %d |\n", w.Target, w.Path, w.Latency.P50, w.Latency.P90, w.Latency.P99, w.AddedP50, w.AddedP99, overOpenAI(w), w.Errors)
+			}
+		}
+		p("\nStreams (first event = first non-empty line; end = the family's last event):\n\n| target | path | first p50 | first p99 | added first p50 | added first p99 | end p50 | end p99 | added end p50 | added end p99 | over FLM OpenAI p50 | events | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, s := range f.Rows {
+			if s.Stream && s.First != nil {
+				p("| %s | %s | %.3f | %.3f | %+.3f | %+.3f | %.3f | %.3f | %+.3f | %+.3f | %s | %.1f | %d |\n", s.Target, s.Path, s.First.P50, s.First.P99, s.AddedFirst50, s.AddedFirst99, s.Latency.P50, s.Latency.P99, s.AddedP50, s.AddedP99, overOpenAI(s), s.Events, s.Errors)
+			}
+		}
+		p("\n%s.\n\n", f.Checked)
+	}
 	if l := r.Load; l != nil {
 		p("### Plan's load test (100 req/min each, chat + streaming chat + embeddings, %.0f min)\n\n| target | requests | p50 ms | p95 ms | errors |\n|---|---|---|---|---|\n", l.Minutes)
 		for _, t := range []string{"direct", "flm"} {
@@ -46,7 +62,7 @@ func markdown(r *Report) string {
 	}
 	if len(r.Memory) > 0 {
 		p("### Memory (FLM proxy RSS, MB)\n\n")
-		for _, k := range []string{"flm_idle_rss", "flm_rss_after_overhead", "flm_rss_after_throughput", "flm_rss_max_1000_streams"} {
+		for _, k := range []string{"flm_idle_rss", "flm_rss_after_overhead", "flm_rss_after_throughput", "flm_rss_max_1000_streams", "flm_rss_after_families"} {
 			if v, ok := r.Memory[k]; ok {
 				p("- %s: %.1f\n", k, v)
 			}
@@ -57,4 +73,13 @@ func markdown(r *Report) string {
 		p("> note: %s\n", n)
 	}
 	return b.String()
+}
+
+// overOpenAI is a row's p50 over FLM's own OpenAI row: what translation
+// adds ("–" for the rows it means nothing for).
+func overOpenAI(r FamilyRow) string {
+	if r.Target == "direct" || r.Target == "flm openai" {
+		return "–"
+	}
+	return fmt.Sprintf("%+.3f", r.OverOpenAI)
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -24,6 +25,8 @@ func runRole(role, listen, target string) error {
 	switch role {
 	case "mock":
 		h = fastMock()
+	case "vllm-mock":
+		h = fastVLLM()
 	case "bare":
 		u, err := url.Parse(target)
 		if err != nil {
@@ -89,6 +92,76 @@ func fastMock() http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		_, _ = w.Write(b)
+	})
+}
+
+// fastVLLM is a vLLM reduced to precomputed captured answers, for the
+// families scenario: vLLM declares neither NativeMessages nor
+// NativeResponses, so FLM translates every API family to its Chat
+// Completions, and the Anthropic or Responses path a passthrough would
+// take answers 404 here. A streamed chat is the captured stream sent
+// unpaced, flushed event by event, its usage chunk only when asked for,
+// as vLLM does.
+func fastVLLM() http.Handler {
+	bodies := map[string][]byte{}
+	for path, fixture := range map[string]string{
+		"/version":             "vllm/version.http",
+		"/health":              "vllm/health_ok.http",
+		"/v1/models":           "vllm/v1_models.http",
+		"/v1/chat/completions": "vllm/v1_chat_completions.http",
+	} {
+		fx, err := enginefake.LoadFixture(fixture)
+		if err != nil {
+			panic(err)
+		}
+		bodies[path] = bytes.Clone(fx.Response.Body)
+	}
+	fx, err := enginefake.LoadFixture("vllm/v1_chat_completions_stream.http")
+	if err != nil {
+		panic(err)
+	}
+	var events, usage [][]byte
+	for _, ev := range bytes.SplitAfter(fx.Response.Body, []byte("\n\n")) {
+		if len(bytes.TrimSpace(ev)) == 0 {
+			continue
+		}
+		if bytes.Contains(ev, []byte(`"choices":[]`)) {
+			usage = append(usage, ev)
+			continue
+		}
+		events = append(events, ev)
+	}
+	if len(events) < 2 || len(usage) != 1 || !bytes.HasPrefix(events[len(events)-1], []byte("data: [DONE]")) {
+		panic("vllm stream fixture: expected chunks, one usage chunk and [DONE]")
+	}
+	withUsage := slices.Concat(events[:len(events)-1], usage, events[len(events)-1:])
+	stream, includeUsage := []byte(`"stream":true`), []byte(`"include_usage":true`)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/v1/chat/completions" && bytes.Contains(body, stream) {
+			evs := events
+			if bytes.Contains(body, includeUsage) {
+				evs = withUsage
+			}
+			w.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
+			f, _ := w.(http.Flusher)
+			for _, ev := range evs {
+				_, _ = w.Write(ev)
+				if f != nil {
+					f.Flush()
+				}
+			}
+			return
+		}
+		b, ok := bodies[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		if len(b) > 0 {
+			w.Header().Set("Content-Type", "application/json")
+		}
 		_, _ = w.Write(b)
 	})
 }

@@ -22,7 +22,7 @@ type SecurityCmd struct {
 
 	RotateDBKey RotateDBKeyCmd `cmd:"" name:"rotate-db-key" help:"Re-encrypt security.db and its backups under a new key."`
 	ExportDBKey ExportDBKeyCmd `cmd:"" name:"export-db-key" help:"Write security.db's key to a file (to move the data dir to another machine)."`
-	ImportDBKey ImportDBKeyCmd `cmd:"" name:"import-db-key" help:"Make a key from export-db-key security.db's key."`
+	ImportDBKey ImportDBKeyCmd `cmd:"" name:"import-db-key" help:"Use a key written by export-db-key as security.db's key (moving a data dir, or restoring backups made under it)."`
 }
 
 // PolicyCmd is `flm security policy`.

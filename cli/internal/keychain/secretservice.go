@@ -112,6 +112,12 @@ func (s *SecretService) session(ctx context.Context, fn func(c *ssConn) error) e
 func (c *ssConn) call(path dbus.ObjectPath, method string, args []any, out ...any) error {
 	call := c.conn.Object(ssDest, path).CallWithContext(c.ctx, method, 0, args...)
 	if call.Err != nil {
+		// The connection shares the operation's deadline: when it passes,
+		// godbus may close the connection first, and the call then fails
+		// with "use of closed network connection" rather than the deadline.
+		if errors.Is(c.ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("the Secret Service did not answer %s in time: %w", method, secret.ErrTimeout)
+		}
 		return classifyDBus(method, call.Err)
 	}
 	if len(out) == 0 {
