@@ -80,7 +80,19 @@ func (f File) Delete(ctx context.Context, name string) error {
 	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s: %w", p, secret.ErrNotFound)
 	}
-	return Shred(p)
+	// The name goes first, atomically: a crash while the contents are
+	// being overwritten must leave no half-zeroed file under the key's
+	// name (a reader would take it for a damaged key). The temporary name
+	// is one the data dir's stale-file cleanup shreds.
+	tmp := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".tmp-deleted")
+	if err := os.Rename(p, tmp); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s: %w", p, secret.ErrNotFound)
+		}
+		return fmt.Errorf("remove %s: %w", p, errors.Unwrap(err))
+	}
+	SyncDir(filepath.Dir(p))
+	return Shred(tmp)
 }
 
 // WriteFileAtomic replaces path with data (0600) so that a crash leaves
