@@ -206,7 +206,13 @@ func RunLauncher(t *testing.T, l proxyctl.Launcher, p proxyctl.Processes, ok, fa
 		if !p.Alive(pid) {
 			t.Fatal("the launched process is not alive")
 		}
-		if is, known := p.IsProxy(pid, ok.Port); known && !is {
+		// Right after the fork the child may not have exec'd yet, and its
+		// command line is still the parent's: wait for the exec.
+		recognised := eventually(5*time.Second, func() bool {
+			is, known := p.IsProxy(pid, ok.Port)
+			return !known || is
+		})
+		if !recognised {
 			t.Fatal("the launched process is not recognisable as the proxy of its port")
 		}
 	})
