@@ -51,7 +51,13 @@ type Options struct {
 	// use.
 	AccessLog io.Writer
 	// TLS is the server configuration of the HTTPS listener (TLS modes).
+	// Its GetCertificate may swap certificates at any time (renewal,
+	// reissue) without dropping connections.
 	TLS *tls.Config
+	// Challenge answers ACME HTTP-01 challenges on the HTTP port in TLS
+	// modes (paths under ChallengePath); nil = none. Everything else on
+	// that port is redirected to HTTPS: it never serves models.
+	Challenge http.Handler
 	// BodyLimit caps request bodies (bytes); 0 = 10 MiB.
 	BodyLimit int64
 	// RefreshEvery re-reads keys and policy; 0 = 10 s (policy changes
@@ -503,12 +509,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// ChallengePath is where ACME HTTP-01 challenges are served (RFC 8555 §8.3).
+const ChallengePath = "/.well-known/acme-challenge/"
+
 // redirectHandler answers the HTTP port in TLS modes with a permanent
 // redirect to HTTPS. The Host header is only reflected when it is an IP
 // address or a single-label or .local name; anything else redirects to
 // localhost, so the port cannot be used to bounce clients elsewhere.
 func (s *Server) redirectHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.Challenge != nil && strings.HasPrefix(r.URL.Path, ChallengePath) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			s.opts.Challenge.ServeHTTP(w, r)
+			return
+		}
 		host := r.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h

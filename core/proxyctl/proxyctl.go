@@ -98,11 +98,29 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("egress mode %q: want direct, tor or socks5", c.Egress.Mode)
 	}
-	if c.Mode == HTTPSACME && (c.ACMEEmail == "" || c.ACMEDomain == "") {
-		return fmt.Errorf("https-acme needs --acme-email and --acme-domain")
+	if c.Mode == HTTPSACME {
+		if c.ACMEDomain == "" {
+			return fmt.Errorf("https-acme needs --domain")
+		}
+		switch c.ACMEChallenge {
+		case "", ChallengeHTTP01, ChallengeTLSALPN01:
+		case ChallengeDNS01:
+			if c.DNSProvider == "" {
+				return fmt.Errorf("dns-01 needs --dns-provider (see `flm security dns-providers`)")
+			}
+		default:
+			return fmt.Errorf("acme challenge %q: want http-01, tls-alpn-01 or dns-01", c.ACMEChallenge)
+		}
 	}
 	return nil
 }
+
+// The ACME challenges (Config.ACMEChallenge; "" = http-01).
+const (
+	ChallengeHTTP01    = "http-01"
+	ChallengeTLSALPN01 = "tls-alpn-01"
+	ChallengeDNS01     = "dns-01"
+)
 
 // Loopback reports whether c binds to a loopback address only.
 func (c Config) Loopback() bool {

@@ -28,6 +28,9 @@ type Service struct {
 
 	// ReadyTimeout bounds StartBackground's wait for /health; 0 = 20 s.
 	ReadyTimeout time.Duration
+	// ACMEReadyTimeout replaces ReadyTimeout in https-acme mode, where the
+	// proxy gets its certificate from the CA before it registers; 0 = 3 min.
+	ACMEReadyTimeout time.Duration
 	// StopTimeout is how long Stop waits after Terminate before it
 	// kills; 0 = 8 s (the proxy's 5 s grace for streams plus margin).
 	StopTimeout time.Duration
@@ -45,12 +48,13 @@ type Service struct {
 
 // Default timeouts.
 const (
-	DefaultReadyTimeout    = 20 * time.Second
-	DefaultStopTimeout     = 8 * time.Second
-	DefaultReloadTimeout   = 15 * time.Second
-	DefaultSilentTimeout   = 3 * time.Second
-	DefaultIdentifyTimeout = 3 * time.Second
-	pollEvery              = 25 * time.Millisecond
+	DefaultReadyTimeout     = 20 * time.Second
+	DefaultACMEReadyTimeout = 3 * time.Minute
+	DefaultStopTimeout      = 8 * time.Second
+	DefaultReloadTimeout    = 15 * time.Second
+	DefaultSilentTimeout    = 3 * time.Second
+	DefaultIdentifyTimeout  = 3 * time.Second
+	pollEvery               = 25 * time.Millisecond
 )
 
 func (s *Service) clock() Clock {
@@ -67,18 +71,10 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// Check validates cfg (PROXY_INVALID_CONFIG) and refuses what is not
-// available yet.
+// Check validates cfg (PROXY_INVALID_CONFIG).
 func (s *Service) Check(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return flmerr.New(flmerr.ProxyInvalidConfig, "%v", err)
-	}
-	switch cfg.Mode {
-	case HTTPSACME, PackagedCA:
-		return flmerr.New(flmerr.ProxyInvalidConfig, "mode %s is not available yet; use local-http or dev-selfsigned", cfg.Mode)
-	}
-	if cfg.Egress.Mode != EgressDirect {
-		return flmerr.New(flmerr.ProxyInvalidConfig, "egress mode %s is not available yet; use direct", cfg.Egress.Mode)
 	}
 	return nil
 }
@@ -153,6 +149,9 @@ func (s *Service) StartBackground(ctx context.Context, cfg Config) (Handle, erro
 func (s *Service) waitReady(ctx context.Context, cfg Config, pid int) (Handle, error) {
 	c := s.clock()
 	timeout := orDefault(s.ReadyTimeout, DefaultReadyTimeout)
+	if cfg.Mode == HTTPSACME {
+		timeout = orDefault(s.ACMEReadyTimeout, DefaultACMEReadyTimeout)
+	}
 	deadline := c.Now().Add(timeout)
 	for c.Now().Before(deadline) {
 		if !s.Procs.Alive(pid) {

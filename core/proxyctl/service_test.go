@@ -84,25 +84,32 @@ func (w *world) running(t *testing.T, port int) (proxyctl.Handle, *atomic.Int32)
 
 func code(err error) flmerr.Code { return flmerr.CodeOf(err) }
 
-func TestCheckRefusesWhatIsNotAvailable(t *testing.T) {
+func TestCheckRefusesInvalidConfigs(t *testing.T) {
 	svc := newWorld().svc
 	mod := func(f func(*proxyctl.Config)) proxyctl.Config { c := proxyctl.DefaultConfig(); f(&c); return c }
+	acme := func(c *proxyctl.Config) { c.Mode, c.ACMEDomain = proxyctl.HTTPSACME, "x.example" }
 	for _, c := range []proxyctl.Config{
 		mod(func(c *proxyctl.Config) { c.Port = 0 }),
-		mod(func(c *proxyctl.Config) {
-			c.Mode = proxyctl.HTTPSACME
-			c.ACMEEmail = "a@b.c"
-			c.ACMEDomain = "x.example"
-		}),
-		mod(func(c *proxyctl.Config) { c.Mode = proxyctl.PackagedCA }),
-		mod(func(c *proxyctl.Config) { c.Egress.Mode = proxyctl.EgressTor }),
+		mod(func(c *proxyctl.Config) { c.Mode = proxyctl.HTTPSACME }), // no domain
+		mod(func(c *proxyctl.Config) { acme(c); c.ACMEChallenge = "dns-02" }),
+		mod(func(c *proxyctl.Config) { acme(c); c.ACMEChallenge = proxyctl.ChallengeDNS01 }), // no provider
+		mod(func(c *proxyctl.Config) { c.Egress.Mode = proxyctl.EgressSOCKS5 }),              // no endpoint
+		mod(func(c *proxyctl.Config) { c.Egress.Mode = "vpn" }),
 	} {
 		if err := svc.Check(c); code(err) != flmerr.ProxyInvalidConfig {
 			t.Errorf("Check(%+v) = %v", c, err)
 		}
 	}
-	if err := svc.Check(mod(func(c *proxyctl.Config) { c.Mode = proxyctl.DevSelfSigned })); err != nil {
-		t.Fatal(err)
+	for _, c := range []proxyctl.Config{
+		mod(func(c *proxyctl.Config) { c.Mode = proxyctl.DevSelfSigned }),
+		mod(func(c *proxyctl.Config) { c.Mode = proxyctl.PackagedCA }),
+		mod(acme),
+		mod(func(c *proxyctl.Config) { acme(c); c.ACMEChallenge, c.DNSProvider = proxyctl.ChallengeDNS01, "exec" }),
+		mod(func(c *proxyctl.Config) { c.Egress.Mode = proxyctl.EgressTor }),
+	} {
+		if err := svc.Check(c); err != nil {
+			t.Errorf("Check(%+v) = %v", c, err)
+		}
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +21,6 @@ import (
 	"github.com/unjuno/flm/core/proxyctl"
 	"github.com/unjuno/flm/core/settings"
 	"github.com/unjuno/flm/proxy"
-	"github.com/unjuno/flm/proxy/devtls"
 )
 
 // ProxyCmd is `flm proxy`.
@@ -42,10 +40,10 @@ type ProxyStartCmd struct {
 	EgressMode  string `name:"egress-mode" enum:"direct,tor,socks5" default:"direct" help:"How to reach engines that are not on loopback."`
 	SOCKS5      string `name:"socks5-endpoint" placeholder:"HOST:PORT" help:"SOCKS5 endpoint for --egress-mode socks5/tor."`
 	FailOpen    bool   `name:"egress-fail-open" help:"Fall back to direct egress when the SOCKS endpoint is down."`
-	ACMEEmail   string `name:"acme-email" help:"ACME account e-mail (https-acme)."`
-	ACMEDomain  string `name:"acme-domain" help:"Domain to certify (https-acme)."`
-	Challenge   string `enum:"http-01,dns-01" default:"http-01" help:"ACME challenge."`
-	DNSProvider string `name:"dns-provider" help:"lego DNS provider for dns-01."`
+	ACMEEmail   string `name:"acme-email" help:"ACME account e-mail (https-acme; optional)."`
+	ACMEDomain  string `name:"domain" aliases:"acme-domain" placeholder:"NAME" help:"Public domain name to certify (https-acme); it must point at this machine."`
+	Challenge   string `name:"acme-challenge" aliases:"challenge" enum:"http-01,tls-alpn-01,dns-01" default:"http-01" help:"ACME challenge: http-01 (the HTTP port, reached as port 80), tls-alpn-01 (the HTTPS port, reached as 443) or dns-01 (--dns-provider)."`
+	DNSProvider string `name:"dns-provider" placeholder:"NAME" help:"lego DNS provider for dns-01 (credentials from its environment variables; list: flm security dns-providers)."`
 	// AccessLog is set by `proxy start` for its background process: the
 	// access log goes to this file, rotated; in the foreground it goes to
 	// stderr (systemd and containers collect it there).
@@ -159,15 +157,11 @@ func (a *App) runForeground(svc *proxyctl.Service, cfg proxyctl.Config, accessLo
 		Logger: logger, AccessLog: access, InstanceID: instance, ControlToken: token,
 		StreamWriteTimeout: time.Duration(writeTimeout) * time.Second, StreamIdleTimeout: time.Duration(idleTimeout) * time.Second,
 	}
-	if cfg.Mode == proxyctl.DevSelfSigned {
-		files, err := devtls.Ensure(filepath.Join(dir, "certs"), devtls.Hosts(cfg.Bind), time.Now())
-		if err != nil {
-			return flmerr.Wrap(err, flmerr.ProxyCertFailed, "prepare the development certificate")
-		}
-		if opts.TLS, err = devtls.ServerTLSConfig(files); err != nil {
-			return flmerr.Wrap(err, flmerr.ProxyCertFailed, "load the development certificate")
-		}
+	tlsSet, err := a.prepareTLS(a.ctx, tlsEnv{cfg: cfg, dataDir: dir, sec: sec, log: logger})
+	if err != nil {
+		return err
 	}
+	opts.TLS, opts.Challenge = tlsSet.Config, tlsSet.Challenge
 	srv, err := proxy.New(a.ctx, opts)
 	if err != nil {
 		return err
@@ -181,6 +175,21 @@ func (a *App) runForeground(svc *proxyctl.Service, cfg proxyctl.Config, accessLo
 	}
 	if err := srv.Serve(lns); err != nil {
 		return err
+	}
+	// Listeners serve (the HTTP port answers ACME challenges, the HTTPS
+	// port completes no handshake until a certificate exists): get the
+	// certificate now, or stop without ever serving models.
+	if tlsSet.Obtain != nil {
+		if err := tlsSet.Obtain(a.ctx); err != nil {
+			_ = srv.Shutdown(context.Background())
+			return err
+		}
+	}
+	if tlsSet.Maintain != nil {
+		mctx, stopMaintain := context.WithCancel(context.WithoutCancel(a.ctx))
+		done := make(chan struct{})
+		go func() { defer close(done); tlsSet.Maintain(mctx) }()
+		defer func() { stopMaintain(); <-done }()
 	}
 	if beforeRegister != nil {
 		beforeRegister()

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -134,7 +135,7 @@ func (l flmLauncher) Launch(_ context.Context, cfg proxyctl.Config) (int, error)
 		"--mode", string(cfg.Mode), "--bind", cfg.Bind, "--egress-mode", string(cfg.Egress.Mode),
 		"--access-log", filepath.Join(l.dataDir, "logs", fmt.Sprintf("access-%d.log", cfg.Port)))
 	for _, f := range []struct{ flag, v string }{{"--socks5-endpoint", cfg.Egress.SOCKS5Endpoint}, {"--acme-email", cfg.ACMEEmail},
-		{"--acme-domain", cfg.ACMEDomain}, {"--challenge", cfg.ACMEChallenge}, {"--dns-provider", cfg.DNSProvider}} {
+		{"--domain", cfg.ACMEDomain}, {"--acme-challenge", cfg.ACMEChallenge}, {"--dns-provider", cfg.DNSProvider}} {
 		if f.v != "" {
 			args = append(args, f.flag, f.v)
 		}
@@ -194,14 +195,35 @@ func loopbackTransport(tc *tls.Config) *http.Transport {
 }
 
 // httpProber checks GET /health, over HTTPS in TLS modes trusting the dev
-// CA in certs/.
+// CA in certs/ (dev-selfsigned) or the local CA's root exported there
+// (packaged-ca, LocalCARootFile). In https-acme mode the certificate names
+// a public domain, not the loopback address probed, and its CA may be one
+// only the user's clients trust (Pebble, a staging CA): the probe does not
+// verify the chain there. It carries no secret, and the proxy's identity
+// is proven by its instance id (and the control token), not by TLS.
 type httpProber struct{ certsDir string }
+
+// LocalCARootFile is the packaged-ca root certificate (public) in certs/,
+// for users to copy to phones and for the CLI's own probes.
+const LocalCARootFile = "local-ca.pem"
 
 func (p httpProber) Probe(ctx context.Context, h proxyctl.Handle) (string, error) {
 	var tc *tls.Config
 	if h.HTTPSPort != 0 || strings.HasPrefix(h.URLs.Local, "https://") {
-		if pool, err := devtls.CAPool(devtls.FilesIn(p.certsDir)); err == nil {
-			tc = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		switch h.Mode {
+		case proxyctl.HTTPSACME:
+			tc = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // see httpProber
+		case proxyctl.PackagedCA:
+			if pem, err := os.ReadFile(filepath.Join(p.certsDir, LocalCARootFile)); err == nil {
+				pool := x509.NewCertPool()
+				if pool.AppendCertsFromPEM(pem) {
+					tc = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+				}
+			}
+		default:
+			if pool, err := devtls.CAPool(devtls.FilesIn(p.certsDir)); err == nil {
+				tc = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			}
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -110,6 +110,34 @@ var migrations = map[Kind][]migration{
 			CHECK (models IS NULL OR (json_valid(models) AND json_type(models) = 'array' AND json_array_length(models) > 0))`,
 		`ALTER TABLE api_keys ADD COLUMN rpm INTEGER NOT NULL DEFAULT 0 CHECK (rpm >= 0)`,
 		`ALTER TABLE api_keys ADD COLUMN expires_at INTEGER`,
+	}}, {3, "certificates, acme accounts, legacy keys", []string{
+		// The v1 certificates table was created empty and never written:
+		// it becomes a store of PEMs (security.db is encrypted at rest).
+		`DROP TABLE certificates`,
+		`CREATE TABLE certificates (
+			id         TEXT PRIMARY KEY,
+			source     TEXT NOT NULL CHECK (source IN ('acme', 'local-ca', 'dev')),
+			subject    TEXT NOT NULL,
+			sans       TEXT NOT NULL CHECK (json_valid(sans) AND json_type(sans) = 'array'),
+			issuer     TEXT NOT NULL,
+			cert_pem   TEXT NOT NULL,
+			key_pem    TEXT NOT NULL,
+			not_before INTEGER NOT NULL,
+			not_after  INTEGER NOT NULL,
+			meta       TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(meta) AND json_type(meta) = 'object'),
+			updated_at INTEGER NOT NULL
+		)`,
+		`CREATE TABLE acme_accounts (
+			directory    TEXT NOT NULL,
+			email        TEXT NOT NULL,
+			key_pem      TEXT NOT NULL,
+			registration TEXT NOT NULL DEFAULT '',
+			created_at   INTEGER NOT NULL,
+			PRIMARY KEY (directory, email)
+		)`,
+		// legacy = 1: imported from the prototype (flm migrate legacy);
+		// its plaintext is 32 base64 characters, not flm_….
+		`ALTER TABLE api_keys ADD COLUMN legacy INTEGER NOT NULL DEFAULT 0 CHECK (legacy IN (0, 1))`,
 	}}},
 }
 
