@@ -92,7 +92,39 @@ install_keyring() {
   bash tools/scripts/keyring.sh install
 }
 
+# ACME tests (proxy/acme, cli https-acme) run Let's Encrypt's test CA,
+# Pebble, and its challenge test server (DNS, HTTP-01/TLS-ALPN-01 helper) on
+# loopback.
+PEBBLE_VERSION=v2.10.3
+install_pebble() {
+  local bin
+  bin="$(go env GOPATH)/bin"
+  if [ ! -x "$bin/pebble" ] || [ ! -x "$bin/pebble-challtestsrv" ] ||
+    ! go version -m "$bin/pebble" 2>/dev/null | grep -q "pebble/v2.*$PEBBLE_VERSION"; then
+    step "install pebble $PEBBLE_VERSION"
+    go install "github.com/letsencrypt/pebble/v2/cmd/pebble@$PEBBLE_VERSION"
+    go install "github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv@$PEBBLE_VERSION"
+  fi
+}
+
+# Egress tests run a real SOCKS5 server (microsocks); packaged-ca tests put
+# the local CA into the system trust store (update-ca-certificates) and NSS
+# databases (certutil).
+install_debian_tools() {
+  local need=()
+  command -v microsocks >/dev/null || need+=(microsocks)
+  command -v update-ca-certificates >/dev/null || need+=(ca-certificates)
+  command -v certutil >/dev/null || need+=(libnss3-tools)
+  command -v curl >/dev/null || need+=(curl)
+  if [ ${#need[@]} -gt 0 ]; then
+    step "install Debian packages: ${need[*]}"
+    apt_install "${need[@]}"
+  fi
+}
+
 install_staticcheck
+install_pebble
+install_debian_tools
 install_keyring
 install_node
 install_clienttest

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/unjuno/flm/proxy/tlsconf"
 )
 
 // File names inside the certificate directory.
@@ -135,9 +137,10 @@ func fatalf(format string, args ...any) error {
 	return &fileError{fmt.Errorf(format, args...)}
 }
 
-// ServerTLSConfig loads f.Cert and f.Key and returns a server configuration:
-// TLS 1.2 minimum, only ECDHE AEAD cipher suites (AES-GCM, ChaCha20-Poly1305)
-// for TLS 1.2, curves X25519 and P-256, and ALPN h2 + http/1.1.
+// ServerTLSConfig loads f.Cert and f.Key and returns a server configuration
+// with FLM's TLS parameters (tlsconf.Server): TLS 1.2 minimum, only ECDHE
+// AEAD cipher suites (AES-GCM, ChaCha20-Poly1305) for TLS 1.2, curves
+// X25519 and P-256, and ALPN h2 + http/1.1.
 func ServerTLSConfig(f Files) (*tls.Config, error) {
 	certPEM, err := os.ReadFile(f.Cert)
 	if err != nil {
@@ -151,20 +154,9 @@ func ServerTLSConfig(f Files) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devtls: load key pair %s / %s: %w", f.Cert, f.Key, err)
 	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-		CipherSuites: []uint16{
-			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-		},
-		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256},
-		NextProtos:       []string{"h2", "http/1.1"},
-	}, nil
+	tc := tlsconf.Server()
+	tc.Certificates = []tls.Certificate{cert}
+	return tc, nil
 }
 
 // CAPool returns a pool holding the CA certificate f.CACert, for clients that

@@ -50,5 +50,5 @@
 //   - [ServerTLSConfig] allows TLS 1.2 and 1.3 only, and for TLS 1.2 only
 //     ECDHE with AES-GCM or ChaCha20-Poly1305.
 //
-// The package uses the standard library only.
+// The package uses the standard library only (and tlsconf).
 package devtls

@@ -23,6 +23,11 @@ type SecurityCmd struct {
 	RotateDBKey RotateDBKeyCmd `cmd:"" name:"rotate-db-key" help:"Re-encrypt security.db and its backups under a new key."`
 	ExportDBKey ExportDBKeyCmd `cmd:"" name:"export-db-key" help:"Write security.db's key to a file (to move the data dir to another machine)."`
 	ImportDBKey ImportDBKeyCmd `cmd:"" name:"import-db-key" help:"Use a key written by export-db-key as security.db's key (moving a data dir, or restoring backups made under it)."`
+
+	Certificates CertificatesCmd `cmd:"" help:"List or show the proxy's TLS certificates (https-acme, packaged-ca, dev-selfsigned)."`
+	InstallCA    InstallCACmd    `cmd:"" name:"install-ca" help:"Put FLM's local CA (packaged-ca) into this machine's trust stores, with your consent."`
+	UninstallCA  UninstallCACmd  `cmd:"" name:"uninstall-ca" help:"Remove FLM's local CA from this machine's trust stores."`
+	DNSProviders DNSProvidersCmd `cmd:"" name:"dns-providers" help:"List the DNS providers https-acme's dns-01 challenge can use."`
 }
 
 // PolicyCmd is `flm security policy`.
