@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/unjuno/flm/core/certs"
 	"github.com/unjuno/flm/core/flmerr"
 )
 
@@ -148,4 +149,10 @@ func (SystemClock) Sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// CertFinder tells which certificate a proxy's HTTPS listener serves
+// (Service.Status). It returns nil, nil when there is none to show.
+type CertFinder interface {
+	Certificate(ctx context.Context, h Handle) (*certs.Info, error)
 }

@@ -13,6 +13,8 @@ package proxyctl
 
 import (
 	"fmt"
+
+	"github.com/unjuno/flm/core/certs"
 	"net/netip"
 	"strconv"
 	"time"
@@ -152,6 +154,9 @@ type Handle struct {
 	// it in X-Flm-Instance, so a handle is never confused with another
 	// process that reused the pid.
 	InstanceID string `json:"instance_id"`
+	// Certificate is what the HTTPS listener serves (TLS modes; filled by
+	// Service.Status): expiry and the last renewal error among others.
+	Certificate *certs.Info `json:"certificate,omitempty"`
 	// Control reaches the proxy's control channel. It holds a secret, so
 	// it is never part of the handle's JSON; HandleStores keep it apart.
 	Control Control `json:"-"`

@@ -25,6 +25,8 @@ type Service struct {
 	Ports    PortChecker
 	LAN      LANFinder
 	Clock    Clock
+	// Certs tells the certificates of TLS proxies in Status (nil: none).
+	Certs CertFinder
 
 	// ReadyTimeout bounds StartBackground's wait for /health; 0 = 20 s.
 	ReadyTimeout time.Duration
@@ -312,6 +314,33 @@ func (s *Service) Live(ctx context.Context) ([]Handle, error) {
 		live = append(live, h)
 	}
 	return live, nil
+}
+
+// Status is Live with the certificate each TLS proxy serves: subject,
+// SANs, expiry and the last renewal error (PRODUCT.md §7). A certificate
+// that cannot be read is named in the handle's LastError; it never hides
+// the handle.
+func (s *Service) Status(ctx context.Context) ([]Handle, error) {
+	hs, err := s.Live(ctx)
+	if err != nil || s.Certs == nil {
+		return hs, err
+	}
+	for i := range hs {
+		if hs[i].HTTPSPort == 0 {
+			continue
+		}
+		info, err := s.Certs.Certificate(ctx, hs[i])
+		if err != nil {
+			msg := "certificate: " + err.Error()
+			if hs[i].LastError != "" {
+				msg = hs[i].LastError + "; " + msg
+			}
+			hs[i].LastError = msg
+			continue
+		}
+		hs[i].Certificate = info
+	}
+	return hs, nil
 }
 
 type identity int

@@ -254,20 +254,39 @@ func (a *App) printHandles(hs []proxyctl.Handle, single bool) error {
 			fmt.Fprintln(w, "No proxy is running. Start one with `flm proxy start`.")
 			return
 		}
-		t := table(w, "ID", "PID", "MODE", "LISTEN", "URL", "LAN URL", "RUNNING")
+		t := table(w, "ID", "PID", "MODE", "LISTEN", "URL", "LAN URL", "RUNNING", "CERT EXPIRES")
 		for _, h := range hs {
-			t.row(h.ID, strconv.Itoa(h.PID), string(h.Mode), h.ListenAddr, h.URLs.Local, h.URLs.LAN, strconv.FormatBool(h.Running))
+			expires := ""
+			if c := h.Certificate; c != nil {
+				expires = stamp(c.NotAfter)
+				if c.LastError != "" {
+					expires += " (renewal failing)"
+				}
+			}
+			t.row(h.ID, strconv.Itoa(h.PID), string(h.Mode), h.ListenAddr, h.URLs.Local, h.URLs.LAN, strconv.FormatBool(h.Running), expires)
 		}
 		t.flush()
+		for _, h := range hs {
+			if h.LastError != "" {
+				fmt.Fprintf(w, "%s: %s\n", h.ID, h.LastError)
+			}
+			if c := h.Certificate; c != nil && c.LastError != "" {
+				fmt.Fprintf(w, "%s: certificate renewal failing: %s\n", h.ID, c.LastError)
+			}
+		}
 	})
 }
 
 // ProxyStatusCmd is `flm proxy status`.
 type ProxyStatusCmd struct{}
 
-// Run lists running proxies.
+// Run lists running proxies, with the certificate each TLS proxy serves.
 func (ProxyStatusCmd) Run(a *App) error {
-	hs, err := a.liveHandles()
+	svc, err := a.proxyService()
+	if err != nil {
+		return err
+	}
+	hs, err := svc.Status(a.ctx)
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,7 @@ func (a *App) proxyService() (*proxyctl.Service, error) {
 		Keys:     keyChecker{a},
 		Ports:    portChecker{a},
 		LAN:      systemLAN{},
+		Certs:    certFinder{a},
 		// The proxy's grace for streams, plus its shutdown.
 		StopTimeout: proxy.ShutdownGrace + 3*time.Second,
 	}, nil
