@@ -60,6 +60,10 @@ type Record struct {
 	RPM int
 	// ExpiresAt is when the key stops working; nil = never.
 	ExpiresAt *time.Time
+	// Legacy marks a key imported from the prototype (flm migrate
+	// legacy): its plaintext has the LegacyWellFormed shape, not the
+	// WellFormed one, and only such strings are checked against it.
+	Legacy bool
 }
 
 // Active reports whether the key is not revoked. An expired key is still
@@ -106,6 +110,28 @@ func WellFormed(s string) bool {
 	}
 	for _, c := range s[len(Prefix):] {
 		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// LegacyLen is the length of a prototype key: the first 32 characters of
+// the standard base64 of 32 random bytes (192 bits, no padding possible).
+const LegacyLen = 32
+
+// LegacyWellFormed reports whether s has the shape of a key imported from
+// the prototype: exactly 32 characters of the standard base64 alphabet
+// [A-Za-z0-9+/]. Base64url ('-', '_') and padding ('=') are refused: the
+// prototype never produced them, so accepting them would only widen what
+// an attacker may try. Like WellFormed, it says nothing about validity.
+func LegacyWellFormed(s string) bool {
+	if len(s) != LegacyLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/') {
 			return false
 		}
 	}

@@ -8,6 +8,13 @@
 // by hash, and the stored hash is compared in constant time before a key is
 // accepted.
 //
+// Keys imported from the prototype (flm migrate legacy, Record.Legacy) keep
+// the prototype's shape: 32 characters of standard base64 without prefix
+// (LegacyWellFormed), still stored as the hex SHA-256 of the plaintext. A
+// presented string is checked only against records of its own shape: a
+// legacy-shaped string never matches a native record and vice versa, so
+// the wider legacy alphabet cannot be used to reach a native key.
+//
 // A key may be scoped (Record.Models, see AllowsModel), have its own rate
 // limit (Record.RPM) and expire (Record.ExpiresAt). Scopes are always
 // engine-qualified flm:// ids or globs; a key without scopes may use every

@@ -85,12 +85,14 @@ type keyOut struct {
 	ExpiresAt   *time.Time `json:"expires_at"`
 	Expired     bool       `json:"expired"`
 	ExpiresSoon bool       `json:"expires_soon"`
+	// Legacy: imported from the prototype (flm migrate legacy).
+	Legacy bool `json:"legacy"`
 }
 
 func newKeyOut(r apikey.Record, now time.Time) keyOut {
 	return keyOut{ID: r.ID, Label: r.Label, CreatedAt: r.CreatedAt, RevokedAt: r.RevokedAt,
 		Models: r.Models, RPM: r.RPM, ExpiresAt: r.ExpiresAt,
-		Expired: r.Active() && r.Expired(now), ExpiresSoon: r.ExpiresSoon(now)}
+		Expired: r.Active() && r.Expired(now), ExpiresSoon: r.ExpiresSoon(now), Legacy: r.Legacy}
 }
 
 func keyStatus(r apikey.Record, now time.Time) string {
@@ -224,7 +226,11 @@ func (APIKeyListCmd) Run(a *App) error {
 	return a.print(map[string]any{"api_keys": out}, func(w io.Writer) {
 		t := table(w, "ID", "LABEL", "CREATED", "MODELS", "RPM", "EXPIRES", "STATUS")
 		for _, r := range recs {
-			t.row(r.ID, r.Label, stamp(r.CreatedAt), modelsCell(r.Models), rpmCell(r.RPM), expiresCell(r.ExpiresAt), keyStatus(r, now))
+			st := keyStatus(r, now)
+			if r.Legacy {
+				st += " (legacy)"
+			}
+			t.row(r.ID, r.Label, stamp(r.CreatedAt), modelsCell(r.Models), rpmCell(r.RPM), expiresCell(r.ExpiresAt), st)
 		}
 		t.flush()
 	})

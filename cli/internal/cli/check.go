@@ -54,6 +54,11 @@ func (c CheckCmd) Run(a *App) error {
 		return err
 	}
 	checkPerm(&ck, "data_dir", dir, 0o700)
+	// An interrupted `flm migrate legacy apply` is finished or rolled back
+	// before anything is judged.
+	if err := a.recoverLegacyApply(); err != nil {
+		ck.add("legacy.apply", "error", "%v", err)
+	}
 	for _, s := range datadir.Subdirs {
 		checkPerm(&ck, "data_dir."+s, filepath.Join(dir, s), 0o700)
 	}
@@ -83,6 +88,7 @@ func (c CheckCmd) Run(a *App) error {
 		}
 	}
 	checkBackups(a.ctx, &ck, filepath.Join(dir, "backups"), keys)
+	checkLegacyApplied(a, &ck, dir)
 
 	status := ck.status()
 	err = a.print(map[string]any{"status": status, "checks": ck.results}, func(w io.Writer) {
@@ -224,4 +230,35 @@ func checkBackups(ctx context.Context, ck *checker, dir string, keys []store.Key
 		}
 	}
 	ck.add("backups", "ok", "%d snapshot(s) in %s", len(list), dir)
+}
+
+// checkLegacyApplied compares, after `flm migrate legacy apply`, the
+// stored keys, policy and proxy profiles with the legacy file recorded at
+// apply time. A legacy file that is gone (or changed) is a warning, and
+// the comparison then uses what the apply recorded.
+func checkLegacyApplied(a *App, ck *checker, dir string) {
+	rec, err := readApplied(dir)
+	if err != nil {
+		return
+	}
+	cfg, err := a.DB(store.Config)
+	if err != nil {
+		return
+	}
+	sec, err := a.DB(store.Security)
+	if err != nil {
+		return
+	}
+	p, err := a.legacyPlan(rec.Legacy)
+	switch {
+	case err != nil:
+		ck.add("legacy.source", "warning", "the legacy file %s recorded at apply time cannot be read (%v): comparing with what the apply recorded", rec.Legacy, err)
+		p = nil
+	case p.Source.SHA256 != rec.LegacySHA:
+		ck.add("legacy.source", "warning", "%s changed since it was applied on %s: comparing with what the apply recorded", rec.Legacy, stamp(rec.AppliedAt))
+		p = nil
+	default:
+		ck.add("legacy.source", "ok", "%s, applied on %s", rec.Legacy, stamp(rec.AppliedAt))
+	}
+	compareLegacy(a, ck, cfg, sec, rec, p)
 }

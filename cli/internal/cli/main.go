@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -58,6 +59,7 @@ type CLI struct {
 	APIKeys    APIKeysCmd    `cmd:"" name:"api-keys" help:"Manage API keys."`
 	Security   SecurityCmd   `cmd:"" help:"Security policy and backups."`
 	Check      CheckCmd      `cmd:"" help:"Check the data directory, databases and policy."`
+	Migrate    MigrateCmd    `cmd:"" help:"Bring over data from the prototype (flm migrate legacy)."`
 	Completion CompletionCmd `cmd:"" help:"Print a shell completion script."`
 }
 
@@ -70,6 +72,9 @@ type App struct {
 	reqID   string
 	dataDir string
 	dbs     map[store.Kind]*store.DB
+	// legacyChecked: DB looked for an interrupted legacy apply once;
+	// legacyLockHeld: this process runs an apply (migrations/apply.lock).
+	legacyChecked, legacyLockHeld bool
 	// lookPath finds executables (nil = exec.LookPath); tests replace it.
 	lookPath func(string) (string, error)
 	// keychain is the OS keychain (nil = the real one); tests replace it.
@@ -229,6 +234,20 @@ func (a *App) DB(kind store.Kind) (*store.DB, error) {
 	dir, err := a.DataDir()
 	if err != nil {
 		return nil, err
+	}
+	// Before any command reads the DBs: undo a `flm migrate legacy apply`
+	// that a crash interrupted, so nothing ever runs on a half-applied
+	// migration (recoverLegacyApply opens the DBs itself).
+	if !a.legacyChecked {
+		a.legacyChecked = true
+		if _, err := os.Stat(filepath.Join(dir, migrationsDir, applyJournal)); err == nil {
+			if err := a.recoverLegacyApply(); err != nil {
+				return nil, err
+			}
+			if d, ok := a.dbs[kind]; ok {
+				return d, nil
+			}
+		}
 	}
 	d, err := store.Open(a.ctx, dir, kind, store.WithKeys(a.keyConfig(dir)))
 	if err != nil {

@@ -86,3 +86,22 @@ func (l *dbLock) close() {
 	_ = l.f.Close()
 	l.f = nil
 }
+
+// TryLock takes an exclusive advisory lock on path (created 0600 if
+// missing) without waiting. busy reports that another open file (another
+// process, or another TryLock in this one) holds it; release frees it.
+func TryLock(path string) (release func(), busy bool, err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, false, flmerr.Wrap(err, flmerr.IOError, "open lock file %s", path)
+	}
+	switch err := tryLockFile(f, true); {
+	case errors.Is(err, errLockBusy):
+		f.Close()
+		return nil, true, nil
+	case err != nil:
+		f.Close()
+		return nil, false, flmerr.Wrap(err, flmerr.IOError, "lock %s", path)
+	}
+	return func() { _ = unlockFile(f); f.Close() }, false, nil
+}

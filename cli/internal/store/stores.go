@@ -31,6 +31,8 @@ type apiKeyRow struct {
 	Models    *string `gorm:"column:models"`
 	RPM       int     `gorm:"column:rpm"`
 	ExpiresAt *int64  `gorm:"column:expires_at"`
+	// Legacy: 1 = imported from the prototype (migration 3).
+	Legacy bool `gorm:"column:legacy"`
 }
 
 func (apiKeyRow) TableName() string { return "api_keys" }
@@ -39,7 +41,7 @@ func (apiKeyRow) TableName() string { return "api_keys" }
 // strings is an error, never "every model": a damaged scope must not
 // widen a key.
 func (r apiKeyRow) record() (apikey.Record, error) {
-	rec := apikey.Record{ID: r.ID, Label: r.Label, Hash: r.Hash, CreatedAt: fromMS(r.CreatedAt), RPM: r.RPM}
+	rec := apikey.Record{ID: r.ID, Label: r.Label, Hash: r.Hash, CreatedAt: fromMS(r.CreatedAt), RPM: r.RPM, Legacy: r.Legacy}
 	if r.RevokedAt != nil {
 		t := fromMS(*r.RevokedAt)
 		rec.RevokedAt = &t
@@ -57,7 +59,7 @@ func (r apiKeyRow) record() (apikey.Record, error) {
 }
 
 func keyRow(rec apikey.Record) apiKeyRow {
-	row := apiKeyRow{ID: rec.ID, Label: rec.Label, Hash: rec.Hash, CreatedAt: ms(rec.CreatedAt), RPM: rec.RPM}
+	row := apiKeyRow{ID: rec.ID, Label: rec.Label, Hash: rec.Hash, CreatedAt: ms(rec.CreatedAt), RPM: rec.RPM, Legacy: rec.Legacy}
 	if rec.RevokedAt != nil {
 		v := ms(*rec.RevokedAt)
 		row.RevokedAt = &v

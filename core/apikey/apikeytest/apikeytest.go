@@ -172,6 +172,9 @@ func Run(t *testing.T, newStore func(t *testing.T) apikey.Store) {
 		if got.RPM != want.RPM {
 			t.Fatalf("rpm = %d, want %d", got.RPM, want.RPM)
 		}
+		if got.Legacy != want.Legacy {
+			t.Fatalf("legacy = %v, want %v", got.Legacy, want.Legacy)
+		}
 		if (got.ExpiresAt == nil) != (want.ExpiresAt == nil) || got.ExpiresAt != nil && !got.ExpiresAt.Equal(*want.ExpiresAt) {
 			t.Fatalf("expires_at = %v, want %v", got.ExpiresAt, want.ExpiresAt)
 		}
@@ -184,6 +187,41 @@ func Run(t *testing.T, newStore func(t *testing.T) apikey.Store) {
 		r.RPM, r.ExpiresAt = 30, &exp
 		return r
 	}
+
+	// A key imported from the prototype keeps its Legacy mark through
+	// every read, and through a revocation.
+	t.Run("LegacyRoundTrip", func(t *testing.T) {
+		s := newStore(t)
+		l := rec("key_legacy", apikey.Hash("AAAAAAAAAAAAAAAAAAAAAAAAAAAA+/9z"))
+		l.Legacy = true
+		n := rec("key_native", apikey.Hash("native"))
+		for _, r := range []apikey.Record{l, n} {
+			if err := s.Insert(ctx, r); err != nil {
+				t.Fatalf("Insert(%s): %v", r.ID, err)
+			}
+		}
+		got, err := s.ByHash(ctx, l.Hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same(t, got, l)
+		got, _ = s.Get(ctx, n.ID)
+		same(t, got, n)
+		at := t0.Add(time.Hour)
+		if err := s.Revoke(ctx, l.ID, at, nil); err != nil {
+			t.Fatal(err)
+		}
+		l.RevokedAt = &at
+		all, err := s.List(ctx)
+		if err != nil || len(all) != 2 {
+			t.Fatalf("List = %v, %v", all, err)
+		}
+		for _, r := range all {
+			if r.ID == l.ID {
+				same(t, r, l)
+			}
+		}
+	})
 
 	t.Run("InsertGetByHashList", func(t *testing.T) {
 		s := newStore(t)

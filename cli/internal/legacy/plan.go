@@ -1,0 +1,289 @@
+package legacy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/unjuno/flm/core/apikey"
+	"github.com/unjuno/flm/core/engine"
+	"github.com/unjuno/flm/core/policy"
+	"github.com/unjuno/flm/core/proxyctl"
+	"github.com/unjuno/flm/core/settings"
+)
+
+// PlanKey is one imported key: its hash, never its plaintext.
+type PlanKey struct {
+	ID        string     `json:"id"`
+	LegacyID  string     `json:"legacy_id"`
+	Label     string     `json:"label"`
+	Hash      string     `json:"hash"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at"`
+	RPM       int        `json:"rpm"`
+	Check     string     `json:"check"`
+}
+
+// PlanProfile is a proxy profile made from an API's listener.
+type PlanProfile struct {
+	ID     string          `json:"id"`
+	API    string          `json:"api"`
+	Config proxyctl.Config `json:"config"`
+}
+
+// PlanEngine is an engine endpoint made from engine_configs.
+type PlanEngine struct {
+	ID      string `json:"id"`
+	Kind    string `json:"kind"`
+	BaseURL string `json:"base_url"`
+	From    string `json:"from"`
+}
+
+// Dropped is something of the legacy file that FLM does not take over.
+type Dropped struct {
+	What string `json:"what"`
+	Why  string `json:"why"`
+}
+
+// Plan is what migrating the legacy file does.
+type Plan struct {
+	Source   *Snapshot         `json:"source"`
+	Keys     []PlanKey         `json:"api_keys"`
+	Policy   json.RawMessage   `json:"policy"`
+	Profiles []PlanProfile     `json:"proxy_profiles"`
+	Engines  []PlanEngine      `json:"engines"`
+	Settings map[string]string `json:"settings"`
+	Dropped  []Dropped         `json:"dropped"`
+	Warnings []string          `json:"warnings"`
+	Summary  map[string]int    `json:"summary"`
+}
+
+// KeyID is the FLM id of an imported legacy key: derived from the legacy
+// id, so a second apply of the same file finds the keys it imported.
+func KeyID(legacyID string) string {
+	s := sha256.Sum256([]byte("flm-legacy-key:" + legacyID))
+	return "key_" + hex.EncodeToString(s[:8])
+}
+
+// memSettings validates settings through core/settings without storing.
+type memSettings map[string]settings.Value
+
+func (m memSettings) Get(_ context.Context, k string) (settings.Value, error) {
+	v, ok := m[k]
+	if !ok {
+		return settings.Value{}, settings.ErrNotFound
+	}
+	return v, nil
+}
+func (m memSettings) Set(_ context.Context, v settings.Value) error { m[v.Key] = v; return nil }
+func (m memSettings) List(context.Context) ([]settings.Value, error) {
+	var out []settings.Value
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// settingMap maps known prototype user_settings to FLM settings.
+var settingMap = map[string]string{
+	"default_port": settings.ProxyPort,
+	"language":     settings.PreferredLanguage,
+}
+
+// BuildPlan maps snap. Every legacy row either maps or is listed in
+// Dropped with the reason.
+func BuildPlan(snap *Snapshot) (*Plan, error) {
+	p := &Plan{Source: snap, Settings: map[string]string{}, Summary: map[string]int{}}
+	apis := map[string]API{}
+	for _, a := range snap.APIs {
+		apis[a.ID] = a
+	}
+	sec := map[string]Security{}
+	for _, s := range snap.Security {
+		sec[s.APIID] = s
+	}
+	rpmOf := func(s Security) int {
+		if !s.RateLimitEnabled || s.Requests <= 0 || s.Window <= 0 {
+			return 0
+		}
+		return max(1, (s.Requests*60+s.Window-1)/s.Window)
+	}
+
+	// Keys: label = the API's name; the key's own RPM = its API's limit.
+	for _, k := range snap.Keys {
+		a, ok := apis[k.APIID]
+		pk := PlanKey{ID: KeyID(k.ID), LegacyID: k.ID, Hash: k.Hash, CreatedAt: k.CreatedAt.Truncate(time.Millisecond), RevokedAt: k.RevokedAt, Check: k.Check}
+		if pk.CreatedAt.IsZero() {
+			pk.CreatedAt = time.Unix(0, 0).UTC()
+		}
+		label := a.Name
+		if !ok {
+			// The API was deleted: its key stopped working then, and must
+			// not come back to life. Imported revoked, for the record.
+			label = "deleted api " + k.APIID
+			if pk.RevokedAt == nil {
+				t := pk.CreatedAt
+				pk.RevokedAt = &t
+			}
+			p.Warnings = append(p.Warnings, fmt.Sprintf("api key %s belongs to API %s, which no longer exists: imported revoked", k.ID, k.APIID))
+		}
+		if l, err := apikey.ValidateLabel(label); err == nil {
+			pk.Label = l
+		} else {
+			pk.Label = "legacy " + k.APIID
+		}
+		if s, ok := sec[k.APIID]; ok {
+			pk.RPM = min(rpmOf(s), policy.MaxRate)
+		}
+		switch k.Check {
+		case Mismatch:
+			p.Warnings = append(p.Warnings, fmt.Sprintf("api key %s: its decrypted key does not hash to key_hash; imported by key_hash (what the prototype checked): the client holding the key the prototype accepted keeps working", k.ID))
+		case Undecryptable:
+			p.Warnings = append(p.Warnings, fmt.Sprintf("api key %s: the AES key does not open its encrypted_key; imported by key_hash, unverified", k.ID))
+		}
+		p.Keys = append(p.Keys, pk)
+	}
+
+	// Policy: union of allowlists; the strictest per-key rate limit.
+	pol := policy.Default()
+	var ips []string
+	allowAll, restricted := false, false
+	minRPM := 0
+	for _, a := range snap.APIs {
+		s, ok := sec[a.ID]
+		if !ok || strings.TrimSpace(s.IPWhitelist) == "" || strings.TrimSpace(s.IPWhitelist) == "[]" || strings.TrimSpace(s.IPWhitelist) == "null" {
+			allowAll = true
+			continue
+		}
+		var list []string
+		if err := json.Unmarshal([]byte(s.IPWhitelist), &list); err != nil {
+			p.Dropped = append(p.Dropped, Dropped{"api_security_settings.ip_whitelist of API " + a.Name, "not a JSON list of strings; the API is treated as unrestricted"})
+			allowAll = true
+			continue
+		}
+		restricted = true
+		for _, ip := range list {
+			ip = strings.TrimSpace(ip)
+			if ip == "" || slices.Contains(ips, ip) {
+				continue
+			}
+			probe := policy.Policy{IPWhitelist: []string{ip}}
+			if _, err := policy.Parse(probe.Document()); err != nil {
+				p.Dropped = append(p.Dropped, Dropped{fmt.Sprintf("ip_whitelist entry %q of API %s", clip(ip), a.Name), "not an IP address or CIDR FLM accepts"})
+				continue
+			}
+			ips = append(ips, ip)
+		}
+	}
+	for _, s := range snap.Security {
+		if r := min(rpmOf(s), policy.MaxRate); r > 0 && (minRPM == 0 || r < minRPM) {
+			minRPM = r
+		}
+		if s.KeyRotation {
+			p.Dropped = append(p.Dropped, Dropped{"key rotation of API " + s.APIID + fmt.Sprintf(" (every %d days)", s.KeyRotationDays), "FLM does not rotate keys by itself (rotation changes the key every client holds); use `flm api-keys update --expires-in` and `flm api-keys rotate --expiring`"})
+		}
+	}
+	switch {
+	case restricted && allowAll:
+		p.Warnings = append(p.Warnings, "some APIs had no IP allowlist: FLM has one policy for all models, so the union allows every address; set ip_whitelist with `flm security policy set` to restrict it")
+	case restricted:
+		pol.IPWhitelist = ips
+	}
+	if minRPM > 0 {
+		pol.RateLimit = &policy.RateLimit{RPM: minRPM}
+	}
+	doc := pol.Document()
+	if _, err := policy.Parse(doc); err != nil {
+		return nil, fmt.Errorf("the mapped policy is invalid: %w", err)
+	}
+	p.Policy = doc
+
+	// Profiles: one per API listener; FLM serves every model on one port.
+	for _, a := range snap.APIs {
+		cfg := proxyctl.DefaultConfig()
+		cfg.Port = a.Port
+		pr := PlanProfile{ID: "legacy-" + strconv.Itoa(a.Port), API: a.Name, Config: cfg}
+		if err := cfg.Validate(); err != nil {
+			p.Dropped = append(p.Dropped, Dropped{"API " + a.Name + " listener", err.Error()})
+			continue
+		}
+		p.Profiles = append(p.Profiles, pr)
+		p.Dropped = append(p.Dropped, Dropped{fmt.Sprintf("API %s: model %q, status %s, enable_auth %v", a.Name, a.Model, a.Status, a.EnableAuth),
+			"FLM serves every model of every engine on one proxy that always requires a key; the API's port became proxy profile " + pr.ID + " (bound to 127.0.0.1: use --bind to open it), its keys may use every model (restrict with `flm api-keys update --models`)"})
+	}
+
+	// Engines.
+	taken := map[string]bool{}
+	for _, e := range snap.Engines {
+		kind, err := engine.ParseKind(e.EngineType)
+		if err != nil {
+			p.Dropped = append(p.Dropped, Dropped{"engine " + e.Name, err.Error()})
+			continue
+		}
+		base, err := engine.NormalizeURL(e.BaseURL)
+		if err != nil {
+			p.Dropped = append(p.Dropped, Dropped{"engine " + e.Name, "invalid base_url: " + err.Error()})
+			continue
+		}
+		if slices.ContainsFunc(engine.DefaultEndpoints(func(string) string { return "" }), func(d engine.Endpoint) bool { return d.Kind == kind && d.BaseURL == base }) {
+			p.Dropped = append(p.Dropped, Dropped{"engine " + e.Name + " (" + base + ")", "already one of FLM's default endpoints"})
+			continue
+		}
+		id := ""
+		for n := 1; ; n++ {
+			id = fmt.Sprintf("legacy-%s-%d", kind, n)
+			if !taken[id] {
+				break
+			}
+		}
+		taken[id] = true
+		p.Engines = append(p.Engines, PlanEngine{ID: id, Kind: string(kind), BaseURL: base, From: e.Name})
+	}
+
+	// Settings: known keys through core/settings, the rest listed.
+	svc := &settings.Service{Store: memSettings{}}
+	for _, s := range snap.Settings {
+		key, ok := settingMap[s.Key]
+		if !ok {
+			p.Dropped = append(p.Dropped, Dropped{"user_settings." + s.Key, "no FLM setting corresponds"})
+			continue
+		}
+		v, err := svc.Set(context.Background(), key, s.Value)
+		if err != nil {
+			p.Dropped = append(p.Dropped, Dropped{"user_settings." + s.Key + " = " + clip(s.Value), err.Error()})
+			continue
+		}
+		p.Settings[key] = v.Value
+	}
+	for _, t := range snap.OtherTables {
+		p.Dropped = append(p.Dropped, Dropped{"table " + t, "logs, metrics, catalogs and tokens of the prototype are not migrated"})
+	}
+	for _, c := range snap.ExtraColumns {
+		p.Dropped = append(p.Dropped, Dropped{"column " + c, "not part of the documented prototype schema"})
+	}
+	active := 0
+	for _, k := range p.Keys {
+		if k.RevokedAt == nil {
+			active++
+		}
+		p.Summary["keys_"+k.Check]++
+	}
+	p.Summary["api_keys"], p.Summary["api_keys_active"] = len(p.Keys), active
+	p.Summary["proxy_profiles"], p.Summary["engines"], p.Summary["settings"], p.Summary["dropped"] = len(p.Profiles), len(p.Engines), len(p.Settings), len(p.Dropped)
+	return p, nil
+}
+
+// Records are the plan's keys as FLM records (Legacy set).
+func (p *Plan) Records() []apikey.Record {
+	out := make([]apikey.Record, len(p.Keys))
+	for i, k := range p.Keys {
+		out[i] = apikey.Record{ID: k.ID, Label: k.Label, Hash: k.Hash, CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt, RPM: k.RPM, Legacy: true}
+	}
+	return out
+}
