@@ -13,8 +13,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -60,6 +60,7 @@ type CLI struct {
 	Security   SecurityCmd   `cmd:"" help:"Security policy and backups."`
 	Check      CheckCmd      `cmd:"" help:"Check the data directory, databases and policy."`
 	Migrate    MigrateCmd    `cmd:"" help:"Bring over data from the prototype (flm migrate legacy)."`
+	UI         UICmd         `cmd:"" name:"ui" help:"Serve the local web UI on 127.0.0.1 (prints its URL; --open opens it)."`
 	Completion CompletionCmd `cmd:"" help:"Print a shell completion script."`
 }
 
