@@ -17,6 +17,7 @@ import (
 	"github.com/unjuno/flm/core/apikey"
 	"github.com/unjuno/flm/core/gateway"
 	"github.com/unjuno/flm/core/policy"
+	"github.com/unjuno/flm/core/proxyctl"
 )
 
 // Context keys.
@@ -376,12 +377,30 @@ func auditPath(c *echo.Context) string {
 
 // hostCheck refuses Host headers other than loopback names while the proxy
 // is bound to loopback: a DNS-rebinding page would send its own host name.
+// In https-acme mode the certified domain is the proxy's own name (a local
+// tunnel forwards it to loopback): it is accepted too; a rebinding page
+// cannot send it without a certificate for it.
 func (s *Server) hostCheck(next echo.HandlerFunc) echo.HandlerFunc {
-	if !s.opts.Config.Loopback() {
+	cfg := s.opts.Config
+	if !cfg.Loopback() {
 		return next
 	}
+	own := ""
+	if cfg.Mode == proxyctl.HTTPSACME {
+		own = strings.TrimSuffix(cfg.ACMEDomain, ".")
+	}
 	return func(c *echo.Context) error {
-		if !loopbackHost(c.Request().Host) {
+		host := c.Request().Host
+		if own != "" {
+			h := host
+			if hh, _, err := net.SplitHostPort(h); err == nil {
+				h = hh
+			}
+			if strings.EqualFold(strings.TrimSuffix(h, "."), own) {
+				return next(c)
+			}
+		}
+		if !loopbackHost(host) {
 			s.block(c, "host_blocked", "non-loopback Host while bound to loopback")
 			return newError(http.StatusForbidden, typeForbidden, "host_not_allowed", "this gateway only answers to localhost, 127.0.0.1 or [::1]")
 		}

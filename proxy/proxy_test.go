@@ -338,6 +338,31 @@ func TestHostCheck(t *testing.T) {
 	}
 }
 
+// In https-acme mode on loopback (a local tunnel), the certified domain is
+// the proxy's own name; any other name is still a rebinding page.
+func TestHostCheckACMEDomain(t *testing.T) {
+	src, key := newMemSource(t)
+	cfg := testConfig()
+	cfg.Mode, cfg.ACMEDomain = proxyctl.HTTPSACME, "llm.example.net"
+	srv, err := New(context.Background(), Options{Config: cfg, Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]int{
+		"llm.example.net": 200, "LLM.Example.NET:8081": 200, "llm.example.net.": 200, "localhost": 200,
+		"evil.example": 403, "llm.example.net.evil.example": 403, "xllm.example.net": 403, "sub.llm.example.net": 403,
+	} {
+		req := httptest.NewRequest("GET", "/v1/models", nil)
+		req.Host, req.RemoteAddr = host, "127.0.0.1:40000"
+		req.Header.Set("Authorization", "Bearer "+key.Plain)
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("Host %s = %d; want %d", host, rec.Code, want)
+		}
+	}
+}
+
 func TestBodyLimit(t *testing.T) {
 	src, key := newMemSource(t)
 	p := startProxy(t, src, key, func(o *Options) { o.BodyLimit = 1 << 20 })

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/unjuno/flm/core/engine"
 	"github.com/unjuno/flm/core/gateway"
+	"github.com/unjuno/flm/proxy/egress"
 )
 
 // forwardRoute handles one OpenAI POST route: validate, route, check the
@@ -303,6 +305,12 @@ func (r *relay) roundTrip(path string, stream bool, body []byte) (*http.Response
 			s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "idle").Inc()
 			return nil, newError(http.StatusGatewayTimeout, typeEngine, "engine_timeout", "engine %s (%s) did not start answering within %s", t.Endpoint.ID, engine.DisplayName(t.Endpoint.Kind), r.idle.d)
 		}
+		if ae := s.egressError(t, err); ae != nil {
+			s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "egress").Inc()
+			s.log.Warn("egress unavailable", "request_id", requestID(c), "engine", t.Endpoint.ID, "err", err.Error())
+			s.refreshInBackground()
+			return nil, ae
+		}
 		s.metrics.upstreamErrs.WithLabelValues(t.Endpoint.ID, "unreachable").Inc()
 		s.refreshInBackground()
 		return nil, newError(http.StatusBadGateway, typeEngine, "engine_unreachable", "engine %s (%s) did not answer: %s", t.Endpoint.ID, engine.DisplayName(t.Endpoint.Kind), transportReason(err))
@@ -470,6 +478,33 @@ var doneEvent = []byte("data: [DONE]\n\n")
 // relayBufs holds the read buffers of relays: SSE events are small, and a
 // thousand concurrent streams must not cost 32 KiB each.
 var relayBufs = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}
+
+// egressError is the answer when the egress, not the engine, failed: the
+// SOCKS server is down or refuses FLM (never followed by a direct
+// connection), or a .onion engine without Tor. Nil for any other error.
+// The SOCKS endpoint is FLM's configuration: it goes to the log, not to
+// the client.
+func (s *Server) egressError(t gateway.Target, err error) *apiError {
+	name := engine.DisplayName(t.Endpoint.Kind)
+	var ue *egress.UnavailableError
+	if !errors.As(err, &ue) && s.opts.Egress != nil && !errors.Is(err, egress.ErrOnionDirect) && !errors.As(err, new(*egress.TargetError)) {
+		// A pooled connection through a SOCKS server that went away breaks
+		// with a bare reset: ask the egress whether it is the cause.
+		if u, perr := url.Parse(t.Endpoint.BaseURL); perr == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			cerr := s.opts.Egress.Explain(ctx, u.Hostname())
+			cancel()
+			errors.As(cerr, &ue)
+		}
+	}
+	switch {
+	case ue != nil:
+		return newError(http.StatusBadGateway, typeEngine, "egress_unavailable", "engine %s (%s) could not be reached: FLM's SOCKS5 egress is unavailable (%s); FLM never falls back to a direct connection", t.Endpoint.ID, name, ue.Reason)
+	case errors.Is(err, egress.ErrOnionDirect):
+		return newError(http.StatusBadGateway, typeEngine, "egress_unavailable", "engine %s (%s) is a .onion address, reachable only through Tor: start the proxy with --egress-mode tor", t.Endpoint.ID, name)
+	}
+	return nil
+}
 
 func transportReason(err error) string {
 	msg := err.Error()

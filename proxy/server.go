@@ -27,6 +27,7 @@ import (
 	"github.com/unjuno/flm/core/gateway"
 	"github.com/unjuno/flm/core/policy"
 	"github.com/unjuno/flm/core/proxyctl"
+	"github.com/unjuno/flm/proxy/egress"
 )
 
 // Source provides what the proxy caches. The cli's composition root
@@ -69,6 +70,10 @@ type Options struct {
 	Getenv func(string) string
 	// Transport reaches engines; nil = a tuned default.
 	Transport http.RoundTripper
+	// Egress opens the default transport's connections to engines (nil =
+	// direct, as egress mode direct). When the egress is the reason an
+	// engine could not be reached, the answer is 502 egress_unavailable.
+	Egress *egress.Dialer
 	// ReadHeaderTimeout and ReadTimeout bound slow clients (slowloris, a
 	// body that never ends); 0 = 10 s and 2 min.
 	ReadHeaderTimeout, ReadTimeout time.Duration
@@ -172,7 +177,11 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.audit.log = log
 	s.transport = opts.Transport
 	if s.transport == nil {
-		s.transport = newTransport()
+		var dial func(ctx context.Context, network, addr string) (net.Conn, error)
+		if opts.Egress != nil {
+			dial = opts.Egress.DialContext
+		}
+		s.transport = newTransport(dial)
 	}
 	s.snap.Store(&snapshot{keys: gateway.NewKeyRing(nil), policy: policy.Default().Compile(), policySum: policySum(policy.Default()), catalog: gateway.NewCatalog(nil, nil, nil)})
 	if err := s.Reload(ctx); err != nil {
@@ -186,9 +195,12 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 // compression (SSE must not be buffered by a decoder), no proxy from the
 // environment, no overall timeout (a healthy stream may run for minutes),
 // but a bounded wait for response headers (a model load).
-func newTransport() *http.Transport {
+func newTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
 	return &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         dial,
 		TLSHandshakeTimeout: 5 * time.Second,
 		// A non-streamed answer arrives whole at the end of generation:
 		// long generations on slow hardware take many minutes.

@@ -81,6 +81,26 @@ install_clienttest() {
   done
 }
 
+# The web UI's browser tests (cli/internal/ui/browser_test.go) drive the
+# Debian Chromium package with playwright-core; Playwright never downloads a
+# browser. A Japanese font makes the ja screenshots readable.
+install_chromium() {
+  local need=()
+  command -v chromium >/dev/null || need+=(chromium)
+  fc-list :lang=ja 2>/dev/null | grep -q . || need+=(fonts-ipafont-gothic)
+  if [ ${#need[@]} -gt 0 ]; then
+    step "install Debian packages: ${need[*]}"
+    apt_install "${need[@]}"
+  fi
+}
+
+install_uitest() {
+  if [ ! -f tools/uitest/node_modules/playwright-core/package.json ]; then
+    step "npm ci (tools/uitest)"
+    (cd tools/uitest && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
 # The reader of go test -json (tools/testsummary, standard library only).
 install_testsummary() {
   (cd tools && go build -o "$work/testsummary" ./testsummary)
@@ -128,6 +148,8 @@ install_debian_tools
 install_keyring
 install_node
 install_clienttest
+install_chromium
+install_uitest
 install_testsummary
 # ======================== end of the install section ========================
 

@@ -46,6 +46,12 @@ type Egress struct {
 	Mode           EgressMode `json:"mode"`
 	SOCKS5Endpoint string     `json:"socks5_endpoint,omitempty"`
 	FailOpen       bool       `json:"fail_open"`
+	// LastCheck is when the proxy's start-up check of the SOCKS endpoint
+	// ran (nil: direct mode, or a handle of an older flm).
+	LastCheck *time.Time `json:"last_check,omitempty"`
+	// FellBack is set when that check failed and FailOpen made the proxy
+	// reach engines directly instead.
+	FellBack bool `json:"fell_back,omitempty"`
 }
 
 // Config is what `flm proxy start` asks for.

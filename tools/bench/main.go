@@ -35,7 +35,7 @@ func main() {
 	listen := flag.String("listen", "", "internal: helper listen address")
 	target := flag.String("target", "", "internal: bare proxy target")
 	var o options
-	flag.StringVar(&o.scenario, "scenario", "all", "all, or a comma list of: overhead, throughput, streaming, families, load, lifecycle")
+	flag.StringVar(&o.scenario, "scenario", "all", "all, or a comma list of: overhead, throughput, streaming, families, load, lifecycle, egress")
 	flag.BoolVar(&o.short, "short", false, "short variant (about 5 minutes in all)")
 	flag.StringVar(&o.out, "out", "report.json", "JSON report path")
 	flag.StringVar(&o.md, "md", "", "markdown report path (default: the JSON path with .md)")
@@ -70,6 +70,7 @@ type Report struct {
 	Families *FamiliesResult    `json:"families,omitempty"`
 	Load     *LoadResult        `json:"load,omitempty"`
 	Life     *LifecycleResult   `json:"lifecycle,omitempty"`
+	Egress   *EgressResult      `json:"egress,omitempty"`
 	Memory   map[string]float64 `json:"memory_mb,omitempty"`
 	Notes    []string           `json:"notes,omitempty"`
 }
@@ -131,6 +132,11 @@ func run(o options) error {
 	}
 	if want("lifecycle") {
 		rep.Life = lifecycle(lab, o.short)
+	}
+	if want("egress") {
+		if rep.Egress, err = egressScenario(lab, o.short); err != nil {
+			lab.notes = append(lab.notes, "egress scenario missing: "+err.Error())
+		}
 	}
 	rep.Notes = append(rep.Notes, lab.notes...)
 	rep.Duration = time.Since(start).Round(time.Second).String()

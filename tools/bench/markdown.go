@@ -56,6 +56,9 @@ func markdown(r *Report) string {
 		}
 		p("\n")
 	}
+	if r.Egress != nil {
+		b.WriteString(egressMarkdown(r.Egress))
+	}
 	if l := r.Life; l != nil {
 		p("### Lifecycle (ms)\n\n| start → healthy | restart median | restart max | detect, nothing running | detect, four fakes |\n|---|---|---|---|---|\n| %.1f | %.1f | %.1f | %.1f | %.1f |\n\n",
 			l.StartToHealthyMS, l.RestartMedianMS, l.RestartMaxMS, l.DetectNothingMS, l.DetectFourFakesMS)

@@ -90,6 +90,7 @@ func (c CheckCmd) Run(a *App) error {
 	checkBackups(a.ctx, &ck, filepath.Join(dir, "backups"), keys)
 	checkLegacyApplied(a, &ck, dir)
 
+	ck.results = append(ck.results, egressCheckResult(a.ctx, a))
 	status := ck.status()
 	err = a.print(map[string]any{"status": status, "checks": ck.results}, func(w io.Writer) {
 		t := table(w, "CHECK", "STATUS", "MESSAGE")

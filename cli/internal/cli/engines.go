@@ -57,7 +57,10 @@ func (a *App) detector() (*engine.Detector, error) {
 	if err != nil {
 		return nil, err
 	}
-	drivers := Drivers(a.Getenv)
+	drivers, err := a.engineDrivers(d) // through the stored egress (egress.go)
+	if err != nil {
+		return nil, err
+	}
 	look := a.lookPath
 	if look == nil {
 		look = exec.LookPath

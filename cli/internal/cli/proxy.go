@@ -35,7 +35,7 @@ type ProxyCmd struct {
 type ProxyStartCmd struct {
 	Port        int    `help:"HTTP port (HTTPS is port+1 in TLS modes). Default: the proxy.port setting (8080)." placeholder:"PORT"`
 	Mode        string `enum:"local-http,dev-selfsigned,https-acme,packaged-ca" default:"local-http" help:"TLS mode: local-http, dev-selfsigned, https-acme or packaged-ca."`
-	Bind        string `default:"127.0.0.1" help:"Address to listen on."`
+	Bind        string `placeholder:"ADDR" help:"Address to listen on. Default: 127.0.0.1; 0.0.0.0 in https-acme mode (the CA and your clients reach it from outside)."`
 	Foreground  bool   `help:"Run in this process (systemd, containers) instead of in the background."`
 	EgressMode  string `name:"egress-mode" enum:"direct,tor,socks5" default:"direct" help:"How to reach engines that are not on loopback."`
 	SOCKS5      string `name:"socks5-endpoint" placeholder:"HOST:PORT" help:"SOCKS5 endpoint for --egress-mode socks5/tor."`
@@ -60,6 +60,12 @@ func (c ProxyStartCmd) config(a *App) (proxyctl.Config, error) {
 		Mode: proxyctl.Mode(c.Mode), Port: c.Port, Bind: c.Bind,
 		Egress:    proxyctl.Egress{Mode: proxyctl.EgressMode(c.EgressMode), SOCKS5Endpoint: c.SOCKS5, FailOpen: c.FailOpen},
 		ACMEEmail: c.ACMEEmail, ACMEDomain: c.ACMEDomain, ACMEChallenge: c.Challenge, DNSProvider: c.DNSProvider,
+	}
+	if cfg.Bind == "" {
+		cfg.Bind = "127.0.0.1"
+		if cfg.Mode == proxyctl.HTTPSACME {
+			cfg.Bind = "0.0.0.0"
+		}
 	}
 	if cfg.Port == 0 {
 		svc, err := a.settings()
@@ -97,6 +103,7 @@ func (c ProxyStartCmd) Run(a *App) error {
 	if err != nil {
 		return err
 	}
+	warnEgressFallback(a, h)
 	return a.printHandles([]proxyctl.Handle{h}, true)
 }
 
@@ -121,6 +128,13 @@ func (a *App) runForeground(svc *proxyctl.Service, cfg proxyctl.Config, accessLo
 	if err != nil {
 		return err
 	}
+	// Egress before anything reaches an engine: detection, health checks
+	// and requests all take it (egress.go).
+	eg, err := a.startEgress(a.ctx, &cfg, store.Audit{DB: sec})
+	if err != nil {
+		return err
+	}
+	src.det.Drivers = driversVia(a.Getenv, eg)
 	cfgSvc, err := a.settings()
 	if err != nil {
 		return err
@@ -156,8 +170,9 @@ func (a *App) runForeground(svc *proxyctl.Service, cfg proxyctl.Config, accessLo
 		Config: cfg, Source: src, Audit: store.Audit{DB: sec}, BodyLimit: int64(bodyLimit), Getenv: a.Getenv,
 		Logger: logger, AccessLog: access, InstanceID: instance, ControlToken: token,
 		StreamWriteTimeout: time.Duration(writeTimeout) * time.Second, StreamIdleTimeout: time.Duration(idleTimeout) * time.Second,
+		Egress: eg,
 	}
-	tlsSet, err := a.prepareTLS(a.ctx, tlsEnv{cfg: cfg, dataDir: dir, sec: sec, log: logger})
+	tlsSet, err := a.prepareTLS(a.ctx, tlsEnv{cfg: cfg, dataDir: dir, sec: sec, log: logger, egress: eg})
 	if err != nil {
 		return err
 	}

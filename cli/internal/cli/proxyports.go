@@ -19,6 +19,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/unjuno/flm/cli/internal/proc"
 	"github.com/unjuno/flm/cli/internal/store"
@@ -157,35 +158,60 @@ func (l flmLauncher) Launch(_ context.Context, cfg proxyctl.Config) (int, error)
 // LastWords reads the child's error object (the last line of its log).
 func (l flmLauncher) LastWords(cfg proxyctl.Config) proxyctl.LastWords {
 	path := l.logPath(cfg.Port)
-	lw := proxyctl.LastWords{Message: lastLine(path), Log: path}
+	line := lastLine(path)
+	lw := proxyctl.LastWords{Message: clip(line, 400), Log: path}
+	// The child's error object is read whole: its message and warnings
+	// (a DB_KEY_IN_FILE warning alone is ~450 bytes) must not be cut
+	// before the code is found.
 	var e struct {
 		Error struct {
 			Code    flmerr.Code `json:"code"`
 			Message string      `json:"message"`
 		} `json:"error"`
 	}
-	if json.Unmarshal([]byte(lw.Message), &e) == nil && e.Error.Code != "" {
+	if json.Unmarshal([]byte(line), &e) == nil && e.Error.Code != "" {
 		lw.Code, lw.Message = e.Error.Code, e.Error.Message
 	}
 	return lw
 }
 
-// lastLine returns the last non-empty line of a log, clipped to 400 bytes.
+// lastWordsTail is how much of the end of a proxy log LastWords reads.
+const lastWordsTail = 64 << 10
+
+// lastLine returns the last non-empty line within the last 64 KiB of a log.
 func lastLine(path string) string {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return "no log"
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > lastWordsTail {
+		if _, err := f.Seek(st.Size()-lastWordsTail, io.SeekStart); err != nil {
+			return "no log"
+		}
+	}
+	b, err := io.ReadAll(io.LimitReader(f, lastWordsTail))
 	if err != nil {
 		return "no log"
 	}
 	lines := strings.Split(string(b), "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
-		if lines[i] != "" {
-			if len(lines[i]) > 400 {
-				return lines[i][:400]
-			}
+		if strings.TrimSpace(lines[i]) != "" {
 			return lines[i]
 		}
 	}
 	return "no log"
+}
+
+// clip cuts s to at most n bytes on a rune boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // loopbackTransport never goes through an HTTP proxy from the environment:

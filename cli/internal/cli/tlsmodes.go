@@ -12,6 +12,7 @@ import (
 	"github.com/unjuno/flm/core/flmerr"
 	"github.com/unjuno/flm/core/proxyctl"
 	"github.com/unjuno/flm/proxy/devtls"
+	"github.com/unjuno/flm/proxy/egress"
 )
 
 // tlsEnv is what a TLS mode's setup may use.
@@ -20,6 +21,9 @@ type tlsEnv struct {
 	dataDir string
 	sec     *store.DB // security.db: certificates and ACME accounts (store.Certs)
 	log     *slog.Logger
+	// egress carries ACME traffic like engine traffic (PRODUCT.md §8);
+	// nil = direct.
+	egress *egress.Dialer
 }
 
 // tlsSetup is a TLS mode's part of a running proxy.

@@ -1,9 +1,116 @@
 package cli
 
-import "github.com/unjuno/flm/core/flmerr"
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"runtime"
+	"strconv"
 
-// UICmd is `flm ui` (issue 12; owned by the UI work).
-type UICmd struct{}
+	"github.com/unjuno/flm/cli/internal/ui"
+	"github.com/unjuno/flm/core/flmerr"
+	"github.com/unjuno/flm/core/proxyctl"
+	"github.com/unjuno/flm/core/settings"
+)
 
-// Run serves the UI.
-func (UICmd) Run(a *App) error { return flmerr.New(flmerr.Internal, "flm ui is not built yet") }
+// UICmd is `flm ui`: the local web UI on 127.0.0.1, calling the same core
+// services as the commands (cli/internal/ui).
+type UICmd struct {
+	Port int  `help:"Port on 127.0.0.1 (default: a free one)." placeholder:"PORT"`
+	Open bool `help:"Open the UI in the default browser."`
+}
+
+// uiServices builds the services the UI calls, opening both databases
+// first: the App opens them lazily and is not safe for concurrent first
+// use, and the UI serves requests concurrently.
+func (a *App) uiServices() (ui.Services, error) {
+	keys, err := a.keys()
+	if err != nil {
+		return ui.Services{}, err
+	}
+	pol, err := a.policies()
+	if err != nil {
+		return ui.Services{}, err
+	}
+	prox, err := a.proxyService()
+	if err != nil {
+		return ui.Services{}, err
+	}
+	det, err := a.detector()
+	if err != nil {
+		return ui.Services{}, err
+	}
+	set, err := a.settings()
+	if err != nil {
+		return ui.Services{}, err
+	}
+	return ui.Services{
+		Keys: keys, Policy: pol, Proxies: prox, Engines: det,
+		Apply: func(_ context.Context, parts proxyctl.Parts) []proxyctl.Result { return a.applyToProxies(parts) },
+		DefaultPort: func(ctx context.Context) (int, error) {
+			return set.Int(ctx, settings.ProxyPort)
+		},
+		ChatClient: func(base string) *http.Client {
+			_, c, _ := a.chatTarget(base)
+			return c
+		},
+	}, nil
+}
+
+// Run serves the UI until interrupted.
+func (c UICmd) Run(a *App) error {
+	if c.Port < 0 || c.Port > 65535 {
+		return flmerr.New(flmerr.InvalidArgument, "--port must be 1..65535 (or left out for a free one)")
+	}
+	svc, err := a.uiServices()
+	if err != nil {
+		return err
+	}
+	ln, err := ui.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Port)))
+	if err != nil {
+		if flmerr.Is(err, flmerr.ProxyPortInUse) {
+			return flmerr.New(flmerr.InvalidArgument, "port %d on 127.0.0.1 is in use; choose another --port or leave it out", c.Port)
+		}
+		return err
+	}
+	srv, token, err := ui.New(ln, svc, nil)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	url := srv.URL(token)
+	// The URL goes to stdout only: it holds the session token, which is
+	// never logged.
+	if a.Format == "text" {
+		fmt.Fprintf(a.Stdout, "FLM UI: %s\nThe link works once. Press Ctrl-C to stop.\n", url)
+	} else if err := a.print(map[string]any{"url": url, "listen_addr": ln.Addr().String()}, nil); err != nil {
+		return err
+	}
+	if c.Open {
+		if err := openBrowser(url); err != nil {
+			fmt.Fprintf(a.Stderr, "warning: could not open a browser (%v); open the URL above by hand\n", err)
+		}
+	}
+	return srv.Serve(a.ctx)
+}
+
+// openBrowser hands url to the desktop's opener. The URL is an argument,
+// never part of a shell command line.
+func openBrowser(url string) error {
+	var cmd *exec.Cmd
+	switch runtime.GOOS {
+	case "darwin":
+		cmd = exec.Command("open", url)
+	case "windows":
+		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", url)
+	default:
+		cmd = exec.Command("xdg-open", url)
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	go func() { _ = cmd.Wait() }()
+	return nil
+}

@@ -67,12 +67,20 @@ func TestNoAESKey(t *testing.T) {
 			t.Fatalf("key %s: %s without an AES key", k.LegacyID, k.Check)
 		}
 	}
-	// The mapping: union of allowlists, strictest rate, ports, settings.
+	// The mapping: union of allowlists, the loosest rate for the policy
+	// (each key keeps its own API's rate: chat 120, laptop 30), ports,
+	// settings.
 	var pol map[string]any
 	_ = json.Unmarshal(p.Policy, &pol)
 	wl, _ := json.Marshal(pol["ip_whitelist"])
-	if string(wl) != `["127.0.0.1","10.0.0.0/8","192.168.1.0/24"]` || !strings.Contains(string(p.Policy), `"rpm":30`) {
+	if string(wl) != `["127.0.0.1","10.0.0.0/8","192.168.1.0/24"]` || !strings.Contains(string(p.Policy), `"rpm":120`) {
 		t.Fatalf("policy = %s", p.Policy)
+	}
+	for _, k := range p.Keys {
+		want := map[string]int{"chat": 120, "laptop": 30}[k.Label]
+		if k.RevokedAt == nil && k.RPM != want {
+			t.Fatalf("key %s (%s) rpm = %d; want its API's %d", k.ID, k.Label, k.RPM, want)
+		}
 	}
 	if len(p.Profiles) != 2 || p.Profiles[0].Config.Port != 8081 || p.Settings["proxy.port"] != "8090" || p.Settings["preferred_language"] != "ja" {
 		t.Fatalf("profiles %+v settings %v", p.Profiles, p.Settings)

@@ -150,12 +150,19 @@ func BuildPlan(snap *Snapshot) (*Plan, error) {
 		p.Keys = append(p.Keys, pk)
 	}
 
-	// Policy: union of allowlists; the strictest per-key rate limit.
+	// Policy: union of allowlists. Rate limits: each key already carries
+	// its own API's limit (RPM above), which reproduces the prototype's
+	// per-API limits exactly; the policy's per-key limit must not be
+	// tighter than any of them, so it is the loosest API's, and none when
+	// an API had no limit.
 	pol := policy.Default()
 	var ips []string
 	allowAll, restricted := false, false
-	minRPM := 0
+	maxRPM, unlimited := 0, false
 	for _, a := range snap.APIs {
+		if s, ok := sec[a.ID]; !ok || rpmOf(s) == 0 {
+			unlimited = true
+		}
 		s, ok := sec[a.ID]
 		if !ok || strings.TrimSpace(s.IPWhitelist) == "" || strings.TrimSpace(s.IPWhitelist) == "[]" || strings.TrimSpace(s.IPWhitelist) == "null" {
 			allowAll = true
@@ -182,9 +189,7 @@ func BuildPlan(snap *Snapshot) (*Plan, error) {
 		}
 	}
 	for _, s := range snap.Security {
-		if r := min(rpmOf(s), policy.MaxRate); r > 0 && (minRPM == 0 || r < minRPM) {
-			minRPM = r
-		}
+		maxRPM = max(maxRPM, min(rpmOf(s), policy.MaxRate))
 		if s.KeyRotation {
 			p.Dropped = append(p.Dropped, Dropped{"key rotation of API " + s.APIID + fmt.Sprintf(" (every %d days)", s.KeyRotationDays), "FLM does not rotate keys by itself (rotation changes the key every client holds); use `flm api-keys update --expires-in` and `flm api-keys rotate --expiring`"})
 		}
@@ -195,8 +200,8 @@ func BuildPlan(snap *Snapshot) (*Plan, error) {
 	case restricted:
 		pol.IPWhitelist = ips
 	}
-	if minRPM > 0 {
-		pol.RateLimit = &policy.RateLimit{RPM: minRPM}
+	if maxRPM > 0 && !unlimited {
+		pol.RateLimit = &policy.RateLimit{RPM: maxRPM}
 	}
 	doc := pol.Document()
 	if _, err := policy.Parse(doc); err != nil {

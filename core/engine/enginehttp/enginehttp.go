@@ -41,8 +41,22 @@ type Client struct {
 // no redirects, no proxy from the environment (engines are reached
 // directly; egress proxies are configured explicitly elsewhere).
 func New(getenv func(string) string) *Client {
+	return NewWithDialer(getenv, nil)
+}
+
+// DialFunc opens a connection to addr (host:port).
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// NewWithDialer is New whose connections are opened by dial (nil = New's
+// direct dialer): the proxy's egress (SOCKS5, Tor) passes its dialer, so
+// detection, health checks and model lists of remote engines take the
+// same path as requests.
+func NewWithDialer(getenv func(string) string, dial DialFunc) *Client {
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
 	tr := &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           dial,
 		TLSHandshakeTimeout:   2 * time.Second,
 		ResponseHeaderTimeout: 3 * time.Second,
 		MaxIdleConnsPerHost:   4,
@@ -162,7 +176,11 @@ func NetworkObservation(err error) engine.Observation {
 	}
 	reason, refused := "no answer", false
 	var ne net.Error
+	var eu egressError
 	switch {
+	case errors.As(err, &eu) && eu.EgressUnavailable():
+		// The engine was not contacted: its state says why.
+		reason = eu.Error()
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		reason = "timed out"
 	case strings.Contains(err.Error(), "connection refused"):
@@ -171,6 +189,13 @@ func NetworkObservation(err error) engine.Observation {
 		reason = "connection reset"
 	}
 	return engine.Observation{Outcome: engine.OutcomeNetwork, Reason: reason, Refused: refused}
+}
+
+// egressError is a dial error of the egress (proxy/egress) that means the
+// SOCKS proxy, not the engine, failed.
+type egressError interface {
+	error
+	EgressUnavailable() bool
 }
 
 // Foreign is the observation for a server that is not the expected engine.

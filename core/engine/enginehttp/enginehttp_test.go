@@ -412,3 +412,47 @@ func TestNewClientTransport(t *testing.T) {
 		t.Errorf("transport %+v", tr)
 	}
 }
+
+// TestNewWithDialer: every connection, for any host name, is opened by the
+// injected dialer (the proxy's egress); the name reaches it unresolved and
+// a failing dialer's error reaches the caller.
+func TestNewWithDialer(t *testing.T) {
+	s := server(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{}`) })
+	var asked atomic.Value
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		asked.Store(addr)
+		return (&net.Dialer{}).DialContext(ctx, network, s.Listener.Addr().String())
+	}
+	c := NewWithDialer(env, dial)
+	r, err := c.Get(bounded(t, 5*time.Second), endpoint("http://gpu-box.flm-test.invalid:8000"), "/v1/models")
+	if err != nil || r.Status != http.StatusOK {
+		t.Fatalf("Get: %v %d", err, r.Status)
+	}
+	if got, _ := asked.Load().(string); got != "gpu-box.flm-test.invalid:8000" {
+		t.Fatalf("dialer asked for %q", got)
+	}
+	egressDown := errors.New("egress down")
+	c = NewWithDialer(env, func(context.Context, string, string) (net.Conn, error) { return nil, egressDown })
+	if _, err := c.Get(bounded(t, 5*time.Second), endpoint(s.URL), "/"); !errors.Is(err, egressDown) {
+		t.Fatalf("failing dialer: %v", err)
+	}
+	if tr := c.HTTP.Transport.(*http.Transport); tr.Proxy != nil || tr.ResponseHeaderTimeout <= 0 {
+		t.Errorf("NewWithDialer's transport differs from New's: %+v", tr)
+	}
+}
+
+type fakeEgressErr struct{}
+
+func (fakeEgressErr) Error() string {
+	return "SOCKS5 egress 127.0.0.1:9050 is unavailable: connection refused"
+}
+func (fakeEgressErr) EgressUnavailable() bool { return true }
+
+// TestNetworkObservationEgress: an egress failure is reported as such (the
+// engine was not contacted), not as the engine refusing connections.
+func TestNetworkObservationEgress(t *testing.T) {
+	o := NetworkObservation(fmt.Errorf("Get: %w", fakeEgressErr{}))
+	if o.Outcome != engine.OutcomeNetwork || o.Refused || !strings.Contains(o.Reason, "SOCKS5 egress") {
+		t.Fatalf("%+v", o)
+	}
+}

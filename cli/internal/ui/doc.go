@@ -1,0 +1,35 @@
+// Package ui is the local web UI that `flm ui` serves (PRODUCT.md §9): one
+// page with the Status, API keys, Security policy, Chat tester and Proxies
+// screens, calling the same core services as the CLI in-process (Services).
+// It never runs the CLI and holds no rule of its own: keys, policy and
+// proxies go through apikey.Service, policy.Service and proxyctl.Service,
+// and every change reaches the running proxies through Services.Apply, the
+// function the CLI's commands call.
+//
+// # Security notes
+//
+// The UI can create keys and open the gateway to the network, so it treats
+// every request as hostile until proven otherwise:
+//
+//   - It listens on a loopback IP only; Listen refuses any other address.
+//   - Access needs a session. `flm ui` prints a URL whose fragment carries a
+//     random token (fragments are never sent to servers, proxies or logs);
+//     the page posts it once to /session and gets an HttpOnly,
+//     SameSite=Strict cookie. The token is single-use.
+//   - Host must name the loopback address and port the UI listens on, so a
+//     DNS-rebinding page (evil.example resolving to 127.0.0.1) gets 403; an
+//     Origin header, when present, must be the UI's own origin.
+//   - Every state-changing request must be a POST with Content-Type
+//     application/json, the UI's own Origin, and the session's CSRF token
+//     in the X-FLM-CSRF header: a cross-site form post or a text/plain
+//     "simple request" is refused before anything runs.
+//   - Every answer carries a strict Content-Security-Policy (no inline
+//     script or style, frame-ancestors 'none'), X-Frame-Options DENY,
+//     X-Content-Type-Options nosniff and Referrer-Policy no-referrer; API
+//     answers are Cache-Control: no-store. Assets are embedded: nothing is
+//     fetched from a network at run time.
+//   - Nothing logs a key, a prompt or the session token. A new key is in
+//     one API answer only; the chat tester's key stays in page memory and is
+//     sent only to a running proxy of this data dir, chosen by handle id
+//     (the UI never relays to a URL the browser names).
+package ui

@@ -1,0 +1,226 @@
+package ui
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/unjuno/flm/core/flmerr"
+)
+
+// CSP is the Content-Security-Policy of every answer: scripts, styles,
+// fetches and images from this origin only, no inline code, no framing.
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+	"font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+const (
+	sessionCookie = "flm_ui_session"
+	langCookie    = "flm_lang"
+	csrfHeader    = "X-FLM-CSRF"
+	maxBody       = 2 << 20
+)
+
+// Handler is the UI's whole HTTP surface.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))
+	mux.HandleFunc("GET /{$}", s.page)
+	mux.HandleFunc("POST /session", s.login)
+	api := http.NewServeMux()
+	api.HandleFunc("GET /api/status", s.apiStatus)
+	api.HandleFunc("GET /api/models", s.apiModels)
+	api.HandleFunc("GET /api/keys", s.apiKeys)
+	api.HandleFunc("POST /api/keys", s.apiCreateKey)
+	api.HandleFunc("POST /api/keys/revoke", s.apiRevokeKey)
+	api.HandleFunc("GET /api/policy", s.apiPolicy)
+	api.HandleFunc("POST /api/policy", s.apiSetPolicy)
+	api.HandleFunc("GET /api/proxies", s.apiProxies)
+	api.HandleFunc("POST /api/proxies/start", s.apiStartProxy)
+	api.HandleFunc("POST /api/proxies/stop", s.apiStopProxy)
+	api.HandleFunc("POST /api/proxies/reload", s.apiReloadProxy)
+	api.HandleFunc("POST /api/chat", s.apiChat)
+	mux.Handle("/api/", s.requireSession(api))
+	return s.guard(mux)
+}
+
+// guard runs before anything else: security headers on every answer, then
+// the Host and Origin checks (DNS rebinding, cross-site requests).
+func (s *Server) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", CSP)
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		if !strings.HasPrefix(r.URL.Path, "/static/") {
+			h.Set("Cache-Control", "no-store")
+		}
+		if !s.hosts[strings.ToLower(r.Host)] {
+			writeError(w, http.StatusForbidden, flmerr.New(flmerr.InvalidArgument, "this UI answers only at its loopback address; the Host header names another (DNS rebinding?)"))
+			return
+		}
+		if o := r.Header.Get("Origin"); o != "" && !s.origins[strings.ToLower(o)] {
+			writeError(w, http.StatusForbidden, flmerr.New(flmerr.InvalidArgument, "requests from another origin are refused"))
+			return
+		}
+		if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" || site == "same-site" {
+			// A top-level navigation from another site to the page itself
+			// is harmless (it shows the sign-in page); nothing else may
+			// come from elsewhere.
+			if !(r.Method == http.MethodGet && r.URL.Path == "/" && r.Header.Get("Sec-Fetch-Mode") == "navigate") {
+				writeError(w, http.StatusForbidden, flmerr.New(flmerr.InvalidArgument, "requests from another site are refused"))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// sameOriginJSON checks what a state-changing request must carry beyond
+// the session: its own Origin (browsers send it on every POST) and a JSON
+// body, which no HTML form and no "simple" cross-site request can send.
+func (s *Server) sameOriginJSON(r *http.Request) error {
+	if !s.origins[strings.ToLower(r.Header.Get("Origin"))] {
+		return flmerr.New(flmerr.InvalidArgument, "a change must come from the UI's own page (Origin missing or foreign)")
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return flmerr.New(flmerr.InvalidArgument, "a change must be sent as application/json")
+	}
+	return nil
+}
+
+// login exchanges the one-time token from the URL fragment for a session
+// cookie.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if err := s.sameOriginJSON(r); err != nil {
+		writeError(w, http.StatusForbidden, err)
+		return
+	}
+	var body struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&body); err != nil {
+		writeError(w, http.StatusBadRequest, flmerr.New(flmerr.InvalidArgument, "the sign-in request is not valid JSON"))
+		return
+	}
+	s.mu.Lock()
+	okTok := s.token != "" && subtle.ConstantTimeCompare([]byte(body.Token), []byte(s.token)) == 1
+	if okTok {
+		s.token = "" // single use: a copied link is worthless afterwards
+	}
+	s.mu.Unlock()
+	if !okTok {
+		writeError(w, http.StatusUnauthorized, flmerr.New(flmerr.InvalidArgument, "this sign-in link is not valid or was already used; run `flm ui` again for a new one"))
+		return
+	}
+	sid, err1 := randomHex(32)
+	csrf, err2 := randomHex(32)
+	if err1 != nil || err2 != nil {
+		writeError(w, http.StatusInternalServerError, flmerr.New(flmerr.Internal, "no randomness for a session"))
+		return
+	}
+	s.mu.Lock()
+	s.sessions[sid] = &session{csrf: csrf, expires: s.now().Add(SessionTTL)}
+	s.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: sid, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	s.log.Info("ui session started")
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+// sessionOf returns the request's live session, or nil.
+func (s *Server) sessionOf(r *http.Request) *session {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil || c.Value == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Constant time over every stored id: no timing hint on a guess.
+	var found *session
+	for id, sess := range s.sessions {
+		if subtle.ConstantTimeCompare([]byte(id), []byte(c.Value)) == 1 {
+			found = sess
+		}
+	}
+	if found == nil {
+		return nil
+	}
+	now := s.now()
+	if now.After(found.expires) {
+		return nil
+	}
+	found.expires = now.Add(SessionTTL)
+	return found
+}
+
+// requireSession lets through API requests of a session; changes also
+// need the session's CSRF token, the UI's Origin and a JSON body.
+func (s *Server) requireSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sess := s.sessionOf(r)
+		if sess == nil {
+			writeError(w, http.StatusUnauthorized, flmerr.New(flmerr.InvalidArgument, "no UI session: open the URL `flm ui` printed"))
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if err := s.sameOriginJSON(r); err != nil {
+				writeError(w, http.StatusForbidden, err)
+				return
+			}
+			if subtle.ConstantTimeCompare([]byte(r.Header.Get(csrfHeader)), []byte(sess.csrf)) != 1 {
+				writeError(w, http.StatusForbidden, flmerr.New(flmerr.InvalidArgument, "missing or wrong CSRF token; reload the page"))
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// errorBody is the API's error answer. Field names the form field the
+// error belongs to, when it belongs to one.
+type errorBody struct {
+	Error struct {
+		Code    flmerr.Code `json:"code"`
+		Message string      `json:"message"`
+		Field   string      `json:"field,omitempty"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeFieldError(w, status, err, "")
+}
+
+func writeFieldError(w http.ResponseWriter, status int, err error, field string) {
+	var b errorBody
+	b.Error.Code = flmerr.CodeOf(err)
+	b.Error.Message = err.Error()
+	b.Error.Field = field
+	writeJSON(w, status, b)
+}
+
+// statusOf maps a core error to an HTTP status: user errors are 400 (or
+// 409 / 404 where that says more), the rest 500.
+func statusOf(err error) int {
+	switch c := flmerr.CodeOf(err); {
+	case c == flmerr.APIKeyNotFound || c == flmerr.ProxyNotRunning:
+		return http.StatusNotFound
+	case c == flmerr.ProxyAlreadyRun || c == flmerr.ProxyPortInUse:
+		return http.StatusConflict
+	case c.UserError():
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

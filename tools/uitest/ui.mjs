@@ -1,0 +1,186 @@
+// Drives `flm ui` in the Debian Chromium package (never a downloaded
+// browser) through the main flows, saving a screenshot of each screen in
+// English and Japanese. Run by cli/internal/ui/browser_test.go, which
+// starts `flm ui` and a fake engine and passes:
+//   FLM_UI_URL     the URL flm ui printed (with #token=…)
+//   PROXY_PORT     a free port for the proxy the test starts
+//   ARTIFACTS      where screenshots go
+//   CHROMIUM       the browser executable (default /usr/bin/chromium)
+// It prints one JSON line with what it saw, and exits 1 on any failure.
+import { chromium } from 'playwright-core';
+import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const url = process.env.FLM_UI_URL;
+const proxyPort = process.env.PROXY_PORT;
+const out = process.env.ARTIFACTS;
+const exe = process.env.CHROMIUM || '/usr/bin/chromium';
+if (!url || !proxyPort || !out) { console.error('FLM_UI_URL, PROXY_PORT and ARTIFACTS are required'); process.exit(2); }
+mkdirSync(out, { recursive: true });
+const base = new URL(url).origin;
+const profile = mkdtempSync(join(tmpdir(), 'flm-uitest-'));
+const seen = { csp: [], console: [], steps: [] };
+const T = 15000;
+
+function check(cond, what) { if (!cond) throw new Error('check failed: ' + what); }
+function step(s) { seen.steps.push(s); }
+
+const ctx = await chromium.launchPersistentContext(profile, {
+  executablePath: exe, headless: true, locale: 'en-US', viewport: { width: 1100, height: 900 },
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+});
+let code = 0;
+try {
+  await ctx.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));
+  });
+  await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+  const page = ctx.pages()[0] || await ctx.newPage();
+  page.on('console', (m) => {
+    const t = m.text();
+    seen.console.push(m.type() + ': ' + t);
+    if (/Content Security Policy|Refused to/i.test(t)) seen.csp.push(t);
+  });
+  page.on('pageerror', (e) => seen.console.push('pageerror: ' + e.message));
+  page.on('dialog', (d) => d.accept());
+  const shot = (name) => page.screenshot({ path: join(out, name + '.png'), fullPage: true });
+  const cspCheck = async () => { seen.csp.push(...await page.evaluate(() => window.__csp || [])); };
+
+  // Sign in with the one-time token; the token leaves the address bar.
+  await page.goto(url);
+  await page.locator('#status-h').waitFor({ state: 'visible', timeout: T });
+  check(!page.url().includes('token='), 'token removed from the URL: ' + page.url());
+  await page.locator('#status-engines td', { hasText: 'Running (healthy)' }).first().waitFor({ timeout: T });
+  await page.locator('#status-models code', { hasText: 'flm://ollama/' }).first().waitFor({ timeout: T });
+  await shot('en-status'); step('status');
+
+  // Keys: create one, see it once, revoke it.
+  await page.goto(base + '/#keys');
+  await page.locator('#keys-h').waitFor({ state: 'visible' });
+  await page.fill('#key-label', 'old-laptop');
+  await page.click('#key-form button[type=submit]');
+  await page.locator('#key-created').waitFor({ state: 'visible', timeout: T });
+  const first = (await page.textContent('#key-plain')).trim();
+  check(/^flm_[A-Za-z0-9_-]{43}$/.test(first), 'key shown: ' + first);
+  await page.locator('#keys-list td', { hasText: 'old-laptop' }).waitFor({ timeout: T });
+  await shot('en-keys-created'); step('key created');
+  await page.goto(base + '/#status');
+  await page.goto(base + '/#keys');
+  await page.locator('#keys-list td', { hasText: 'old-laptop' }).waitFor({ timeout: T });
+  check(!(await page.content()).includes(first), 'the key is shown once only');
+  check(await page.locator('#key-created').isHidden(), 'the key box is hidden after leaving');
+  await page.click('#keys-list button[aria-label="Revoke old-laptop"]');
+  await page.locator('#keys-list td', { hasText: /^revoked/ }).waitFor({ timeout: T });
+  step('key revoked');
+
+  // A second key, for the chat tester (kept in page memory only).
+  await page.fill('#key-label', 'chat-test');
+  await page.click('#key-form button[type=submit]');
+  await page.locator('#key-created').waitFor({ state: 'visible', timeout: T });
+  const chatKey = (await page.textContent('#key-plain')).trim();
+  check(chatKey.startsWith('flm_') && chatKey !== first, 'second key');
+  await page.click('#key-copy');
+  await page.locator('#key-copy', { hasText: 'Copied' }).waitFor({ timeout: T });
+  await shot('en-keys'); step('second key');
+
+  // Policy: an invalid entry gets core's message next to its field; then
+  // a valid policy is saved.
+  await page.click('a[data-nav=policy]');
+  await page.locator('#policy-h').waitFor({ state: 'visible' });
+  await page.fill('#pol-ip_whitelist', '127.0.0.1\nnot-an-ip');
+  await page.click('#policy-form button[type=submit]');
+  await page.locator('#err-ip_whitelist', { hasText: 'ip_whitelist[1]' }).waitFor({ timeout: T });
+  check(await page.getAttribute('#pol-ip_whitelist', 'aria-invalid') === 'true', 'field marked invalid');
+  await shot('en-policy-error'); step('policy error');
+  await page.fill('#pol-ip_whitelist', '127.0.0.1\n::1');
+  await page.fill('#pol-rate_limit_rpm', '120');
+  await page.click('#policy-form button[type=submit]');
+  await page.locator('#policy-msg', { hasText: 'Policy saved.' }).waitFor({ timeout: T });
+  check((await page.textContent('#err-ip_whitelist')).trim() === '', 'error cleared');
+  await shot('en-policy'); step('policy saved');
+
+  // Proxies: start one on the test's port.
+  await page.click('a[data-nav=proxies]');
+  await page.locator('#proxies-h').waitFor({ state: 'visible' });
+  await page.fill('#px-port', proxyPort);
+  await page.click('#px-start');
+  await page.locator('#proxies-msg', { hasText: 'started' }).waitFor({ timeout: 40000 });
+  await page.locator('#proxies-list article[data-proxy]').first().waitFor({ timeout: T });
+  check((await page.textContent('#proxies-list')).includes('http://127.0.0.1:' + proxyPort), 'proxy URL listed');
+  await shot('en-proxies'); step('proxy started');
+
+  // Chat: through the proxy, with the key from this page; watch it stream.
+  await page.click('a[data-nav=chat]');
+  await page.locator('#chat-h').waitFor({ state: 'visible' });
+  await page.locator('#chat-model option', { hasText: 'flm://ollama/' }).first().waitFor({ state: 'attached', timeout: T });
+  await page.locator('#chat-proxy option').first().waitFor({ state: 'attached', timeout: T });
+  check(await page.inputValue('#chat-key') === chatKey, 'the key created in this page is prefilled');
+  await page.fill('#chat-prompt', 'Say hello');
+  await page.evaluate(() => {
+    window.__grew = [];
+    new MutationObserver(() => window.__grew.push(document.getElementById('chat-out').textContent.length))
+      .observe(document.getElementById('chat-out'), { childList: true, characterData: true, subtree: true });
+  });
+  await page.click('#chat-send');
+  await page.locator('#chat-msg', { hasText: /^Done\.|^Error/ }).waitFor({ timeout: 30000 });
+  const msg = await page.textContent('#chat-msg');
+  check(msg.startsWith('Done.'), 'chat finished: ' + msg);
+  const grew = await page.evaluate(() => window.__grew);
+  const answer = await page.textContent('#chat-out');
+  const ttft = await page.textContent('#chat-ttft');
+  const tps = await page.textContent('#chat-tps');
+  check(answer.length > 0 && grew.length >= 3, 'the answer streamed in parts: ' + JSON.stringify(grew));
+  check(/^\d+ ms$/.test(ttft), 'TTFT shown: ' + ttft);
+  await shot('en-chat'); step('chat streamed');
+  Object.assign(seen, { answer, ttft, tps, parts: grew.length });
+
+  // Phone-sized screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.click('a[data-nav=status]');
+  await page.locator('#status-proxies article').first().waitFor({ timeout: T });
+  await shot('en-status-phone');
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 1, 'no horizontal scrolling of the page on a phone: ' + overflow);
+  await page.setViewportSize({ width: 1100, height: 900 });
+
+  // Japanese: the switch, then every screen.
+  await page.click('#lang-switch');
+  await page.locator('#status-h', { hasText: '状態' }).waitFor({ timeout: T });
+  check(await page.getAttribute('html', 'lang') === 'ja', 'html lang=ja');
+  await page.locator('#status-engines td', { hasText: '実行中' }).first().waitFor({ timeout: T });
+  await shot('ja-status');
+  for (const s of ['keys', 'policy', 'chat', 'proxies']) {
+    await page.click('a[data-nav=' + s + ']');
+    await page.locator('#' + s + '-h').waitFor({ state: 'visible' });
+    await page.waitForLoadState('networkidle');
+    await shot('ja-' + s);
+  }
+  await page.fill('#px-port', 'x');
+  await page.click('a[data-nav=policy]');
+  await page.fill('#pol-cors_origins', 'ftp://example.com');
+  await page.click('#policy-form button[type=submit]');
+  await page.locator('#err-cors_origins', { hasText: 'cors.allowed_origins[0]' }).waitFor({ timeout: T });
+  await shot('ja-policy-error');
+  step('ja');
+
+  // Keyboard: a nav link works with Enter and moves focus to the screen.
+  await page.focus('a[data-nav=keys]');
+  await page.keyboard.press('Enter');
+  await page.locator('#keys-h').waitFor({ state: 'visible', timeout: T });
+  check(await page.evaluate(() => document.activeElement && document.activeElement.id) === 'keys-h', 'focus moved to the screen heading');
+  await cspCheck();
+  check(seen.csp.length === 0, 'no CSP violation: ' + JSON.stringify(seen.csp));
+  check(!seen.console.some((c) => c.startsWith('pageerror')), 'no page error: ' + JSON.stringify(seen.console));
+} catch (e) {
+  code = 1;
+  seen.error = String(e && e.stack || e);
+  try { await ctx.pages()[0].screenshot({ path: join(out, 'failure.png'), fullPage: true }); } catch (e2) { /* best effort */ }
+} finally {
+  await ctx.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+console.log(JSON.stringify(seen));
+process.exit(code);
