@@ -539,10 +539,18 @@ func (s *Server) redirectHandler() http.Handler {
 			host = h
 		}
 		host = strings.Trim(host, "[]")
+		cfg := s.opts.Config
+		if cfg.Mode == proxyctl.HTTPSACME && cfg.ACMEDomain != "" && strings.EqualFold(strings.TrimSuffix(host, "."), strings.TrimSuffix(cfg.ACMEDomain, ".")) {
+			// The certified name, at the external URL `proxy status`
+			// prints (port+1), never the visitor's own localhost.
+			target := "https://" + net.JoinHostPort(strings.TrimSuffix(cfg.ACMEDomain, "."), strconv.Itoa(cfg.HTTPSPort()))
+			http.Redirect(w, r, target+r.URL.RequestURI(), http.StatusPermanentRedirect)
+			return
+		}
 		if _, err := netip.ParseAddr(host); err != nil && !localName(host) {
 			host = "localhost"
 		}
-		target := "https://" + net.JoinHostPort(host, strconv.Itoa(s.opts.Config.HTTPSPort())) + r.URL.RequestURI()
+		target := "https://" + net.JoinHostPort(host, strconv.Itoa(cfg.HTTPSPort())) + r.URL.RequestURI()
 		http.Redirect(w, r, target, http.StatusPermanentRedirect)
 	})
 }

@@ -56,6 +56,23 @@ var PermittedIPRanges = []netip.Prefix{
 	netip.MustParsePrefix("fc00::/7"), netip.MustParsePrefix("fe80::/10"),
 }
 
+// NoneDomain is the only e-mail and URI domain the root permits: the
+// reserved ".invalid" TLD (RFC 6761), which never resolves. A permitted
+// subtree of one impossible name is how "no e-mail addresses, no URIs" is
+// written portably: crypto/x509 also treats an empty excluded constraint
+// as "everything", but OpenSSL matches it against nothing, so an empty
+// exclusion would leave e-mail/URI names open there.
+const NoneDomain = "invalid"
+
+// ErrOutdatedRoot: a root made by an earlier FLM, without the restrictions
+// to TLS servers (ExtKeyUsage serverAuth, no e-mail or URI names). The
+// Manager replaces it (install-ca must be run again); it is never trusted
+// anew.
+var ErrOutdatedRoot = errors.New("made by an earlier FLM without the TLS-server-only restrictions (ExtKeyUsage serverAuth, no e-mail or URI names)")
+
+// ErrForeignHost: a root whose host name is not this machine's.
+var ErrForeignHost = errors.New("permits a host name that is not this machine's")
+
 // ErrOutsideConstraints: the proxy's bind address is not a name the root
 // may certify (a public address): packaged-ca serves the LAN only.
 var ErrOutsideConstraints = errors.New("outside the local CA's name constraints")
@@ -86,16 +103,22 @@ func NewRoot(hostname string, now time.Time) (certPEM, keyPEM []byte, err error)
 		SerialNumber: serial,
 		// The date tells two roots of the same machine apart in a trust
 		// store's list.
-		Subject:                     pkix.Name{Organization: []string{"FLM"}, OrganizationalUnit: []string{"packaged-ca " + now.UTC().Format("2006-01-02 15:04:05")}, CommonName: cn},
-		NotBefore:                   now.Add(-backdate),
-		NotAfter:                    now.AddDate(rootValidityYears, 0, 0),
-		IsCA:                        true,
-		BasicConstraintsValid:       true,
-		MaxPathLen:                  0,
-		MaxPathLenZero:              true,
-		KeyUsage:                    x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		Subject:               pkix.Name{Organization: []string{"FLM"}, OrganizationalUnit: []string{"packaged-ca " + now.UTC().Format("2006-01-02 15:04:05")}, CommonName: cn},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.AddDate(rootValidityYears, 0, 0),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		// Verifiers (Go, NSS, Windows, Apple) nest extended key usages
+		// down the chain: whatever the key signs is good for TLS servers
+		// only — no S/MIME, code signing or client certificates.
+		ExtKeyUsage:                 []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		PermittedDNSDomainsCritical: true,
 		PermittedDNSDomains:         slices.Clone(PermittedDNSDomains),
+		PermittedEmailAddresses:     []string{NoneDomain},
+		PermittedURIDomains:         []string{NoneDomain},
 	}
 	if hostname != "" && !dnsPermitted(tmpl, hostname) {
 		// Exactly the host: the name, not its subdomains.
@@ -119,51 +142,124 @@ func NewRoot(hostname string, now time.Time) (certPEM, keyPEM []byte, err error)
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
 }
 
-// CheckRoot reports whether c has the shape of an FLM local root: a
-// self-signed CA with MaxPathLen 0 and critical name constraints no wider
-// than PermittedDNSDomains (plus one host name, excluded below itself) and
-// PermittedIPRanges. Use it before trusting a root read from a file.
-func CheckRoot(c *x509.Certificate) error {
+// CheckRoot reports whether c is an FLM local root for the machine called
+// hostname: a self-signed CA with MaxPathLen 0, ExtKeyUsage serverAuth
+// only, no e-mail or URI names, and critical name constraints no wider
+// than PermittedDNSDomains, PermittedIPRanges and — if any — hostname
+// exactly (excluded below itself). Use it before trusting a root read from
+// a file: a root permitting any other name (a public one such as
+// "www.google.com") is refused (ErrForeignHost), and so is a root made by
+// an earlier FLM (ErrOutdatedRoot).
+func CheckRoot(c *x509.Certificate, hostname string) error {
+	host, err := checkShape(c)
+	if err != nil {
+		return err
+	}
+	if host == "" {
+		return nil
+	}
+	if want, ip, nerr := devtls.NormalizeHost(hostname); nerr != nil || ip.IsValid() || want != host {
+		return fmt.Errorf("%w: it permits %q, this machine is %q", ErrForeignHost, host, hostname)
+	}
+	return nil
+}
+
+// checkShape is CheckRoot without the host name check; it returns the
+// extra host name the root permits ("" = none). ErrOutdatedRoot: the
+// shape of an earlier FLM's root.
+func checkShape(c *x509.Certificate) (string, error) {
+	host, err := checkBaseShape(c)
+	if err != nil {
+		return "", err
+	}
+	if !slices.Equal(c.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}) || len(c.UnknownExtKeyUsage) > 0 ||
+		!slices.Equal(c.PermittedEmailAddresses, []string{NoneDomain}) || !slices.Equal(c.PermittedURIDomains, []string{NoneDomain}) {
+		return "", ErrOutdatedRoot
+	}
+	return host, nil
+}
+
+// checkBaseShape checks what every FLM root, earlier ones too, has: a
+// self-signed CA with MaxPathLen 0 and critical constraints no wider than
+// the fixed set plus one exact host name (returned), and no e-mail or URI
+// names beyond NoneDomain.
+func checkBaseShape(c *x509.Certificate) (string, error) {
 	switch {
 	case !c.IsCA || !c.BasicConstraintsValid || c.MaxPathLen != 0 || !c.MaxPathLenZero:
-		return errors.New("not a CA limited to signing server certificates (MaxPathLen 0)")
+		return "", errors.New("not a CA limited to signing server certificates (MaxPathLen 0)")
 	case c.CheckSignatureFrom(c) != nil:
-		return errors.New("not self-signed")
+		return "", errors.New("not self-signed")
 	case !c.PermittedDNSDomainsCritical || len(c.PermittedDNSDomains) == 0 || len(c.PermittedIPRanges) == 0:
-		return errors.New("not name-constrained")
-	case len(c.PermittedURIDomains) > 0 || len(c.PermittedEmailAddresses) > 0:
-		return errors.New("permits URIs or e-mail addresses")
+		return "", errors.New("not name-constrained")
 	}
-	extra := 0
+	for _, l := range [][]string{c.PermittedURIDomains, c.PermittedEmailAddresses} {
+		if len(l) > 1 || len(l) == 1 && l[0] != NoneDomain {
+			return "", errors.New("permits URIs or e-mail addresses")
+		}
+	}
+	host := ""
 	for _, d := range c.PermittedDNSDomains {
 		if slices.Contains(PermittedDNSDomains, d) {
 			continue
 		}
-		extra++
-		if strings.HasPrefix(d, ".") || !slices.Contains(c.ExcludedDNSDomains, "."+d) {
-			return fmt.Errorf("permits %q and its subdomains", d)
+		if host != "" {
+			return "", errors.New("permits more than one host name")
 		}
-	}
-	if extra > 1 {
-		return errors.New("permits more than one host name")
+		if strings.HasPrefix(d, ".") || !slices.Contains(c.ExcludedDNSDomains, "."+d) {
+			return "", fmt.Errorf("permits %q and its subdomains", d)
+		}
+		n, ip, err := devtls.NormalizeHost(d)
+		if err != nil || ip.IsValid() {
+			return "", fmt.Errorf("permits %q, which is not a host name", d)
+		}
+		host = n
 	}
 	for _, n := range c.PermittedIPRanges {
 		ones, _ := n.Mask.Size()
 		a, _ := netip.AddrFromSlice(n.IP)
 		if !slices.Contains(PermittedIPRanges, netip.PrefixFrom(a.Unmap(), ones)) {
-			return fmt.Errorf("permits %s", n)
+			return "", fmt.Errorf("permits %s", n)
 		}
 	}
-	return nil
+	return host, nil
 }
 
-// ParseRoot parses a root certificate PEM and checks its shape.
-func ParseRoot(certPEM []byte) (*x509.Certificate, error) {
+// ParseRoot parses a root certificate PEM and checks it with CheckRoot
+// for the machine called hostname.
+func ParseRoot(certPEM []byte, hostname string) (*x509.Certificate, error) {
 	c, err := parseCert(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("localca: root: %w", err)
 	}
-	if err := CheckRoot(c); err != nil {
+	if err := CheckRoot(c, hostname); err != nil {
+		return nil, fmt.Errorf("localca: %s is not this machine's FLM local CA: %w", c.Subject, err)
+	}
+	return c, nil
+}
+
+// ParseRootForRemoval parses a root certificate PEM that is to be taken
+// out of trust stores: any FLM root, of an earlier FLM or a former host
+// name too. Never use it before adding a root to a trust store.
+func ParseRootForRemoval(certPEM []byte) (*x509.Certificate, error) {
+	c, err := parseCert(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("localca: root: %w", err)
+	}
+	if _, err := checkBaseShape(c); err != nil {
+		return nil, fmt.Errorf("localca: %s is not an FLM local CA: %w", c.Subject, err)
+	}
+	return c, nil
+}
+
+// parseStored parses the root kept in the store (the user's own,
+// encrypted): the host name is not checked, since a renamed machine keeps
+// its root.
+func parseStored(certPEM []byte) (*x509.Certificate, error) {
+	c, err := parseCert(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("localca: root: %w", err)
+	}
+	if _, err := checkShape(c); err != nil {
 		return nil, fmt.Errorf("localca: %s is not an FLM local CA: %w", c.Subject, err)
 	}
 	return c, nil
@@ -250,6 +346,15 @@ type Manager struct {
 	// Bind is the proxy's bind address; a specific address (not loopback,
 	// not a wildcard) is covered too, and must be inside the constraints.
 	Bind string
+	// Interfaces returns every address of this machine's interfaces (nil =
+	// net.InterfaceAddrs). An address another proxy of the data dir put
+	// into the shared certificate is kept on reissue while it is one of
+	// them.
+	Interfaces func() []netip.Addr
+	// OnReplace, if set, is told when a stored root is replaced (expiring,
+	// or made by an earlier FLM: ErrOutdatedRoot) — devices trusting old
+	// must be given the new root (install-ca again).
+	OnReplace func(old *x509.Certificate, why error)
 	// Now is the clock (nil = time.Now).
 	Now func() time.Time
 	// Log receives reissues and failures (nil = discard).
@@ -274,18 +379,20 @@ func (m *Manager) log() *slog.Logger {
 }
 
 // LoadRoot returns the stored root certificate (certs.ErrNotFound if there
-// is none), checked for shape. It never creates one.
+// is none), checked as ParseRootForRemoval does (an earlier FLM's root
+// too): for uninstall-ca. It never creates one.
 func LoadRoot(ctx context.Context, s certs.Store) (*x509.Certificate, error) {
 	rec, err := s.Get(ctx, certs.LocalCARootID)
 	if err != nil {
 		return nil, err
 	}
-	return ParseRoot(rec.CertPEM)
+	return ParseRootForRemoval(rec.CertPEM)
 }
 
-// Root returns the root, creating and storing it if there is none or it
-// expires within 30 days (a new root must be trusted again: created reports
-// it), and exports it to RootFile.
+// Root returns the root, creating and storing it if there is none, it
+// expires within 30 days or it was made by an earlier FLM (a new root must
+// be trusted again: created reports it, OnReplace is told), and exports it
+// to RootFile.
 func (m *Manager) Root(ctx context.Context) (root *x509.Certificate, created bool, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -293,7 +400,7 @@ func (m *Manager) Root(ctx context.Context) (root *x509.Certificate, created boo
 	if err != nil {
 		return nil, false, err
 	}
-	root, err = ParseRoot(rec.CertPEM)
+	root, err = parseStored(rec.CertPEM)
 	return root, created, err
 }
 
@@ -302,12 +409,24 @@ func (m *Manager) rootLocked(ctx context.Context) (certs.Record, bool, error) {
 	rec, err := m.Store.Get(ctx, certs.LocalCARootID)
 	switch {
 	case err == nil:
-		if c, perr := ParseRoot(rec.CertPEM); perr != nil {
+		c, perr := parseCert(rec.CertPEM)
+		if perr != nil {
 			return certs.Record{}, false, fmt.Errorf("localca: stored root: %w", perr)
+		}
+		var why error
+		if _, serr := checkShape(c); errors.Is(serr, ErrOutdatedRoot) {
+			why = serr
+		} else if serr != nil {
+			return certs.Record{}, false, fmt.Errorf("localca: stored root %s is not an FLM local CA: %w", c.Subject, serr)
 		} else if now.Add(certs.RenewBefore).Before(c.NotAfter) {
 			return rec, false, m.export(rec.CertPEM)
+		} else {
+			why = errors.New("expires within 30 days")
 		}
-		m.log().Warn("local CA root expires within 30 days: creating a new one; run `flm security install-ca` again")
+		m.log().Warn("local CA root replaced: run `flm security install-ca` again, and remove the old root from other devices", "why", why.Error(), "old_fingerprint", Fingerprint(c))
+		if m.OnReplace != nil {
+			m.OnReplace(c, why)
+		}
 	case !errors.Is(err, certs.ErrNotFound):
 		return certs.Record{}, false, fmt.Errorf("localca: read root: %w", err)
 	}
@@ -431,7 +550,7 @@ func (m *Manager) Refresh(ctx context.Context) (reissued bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	root, err := ParseRoot(rootRec.CertPEM)
+	root, err := parseStored(rootRec.CertPEM)
 	if err != nil {
 		return false, err
 	}
@@ -444,14 +563,20 @@ func (m *Manager) Refresh(ctx context.Context) (reissued bool, err error) {
 	if err != nil && !errors.Is(err, certs.ErrNotFound) {
 		return false, fmt.Errorf("localca: read server certificate: %w", err)
 	}
+	var stored []string
 	if err == nil {
-		if pair, ok := m.usable(rec, root, hosts, now); ok {
-			if cur := m.cur.Load(); cur == nil || !slices.Equal(cur.Certificate[0], pair.Certificate[0]) {
-				m.cur.Store(pair)
+		pair, leaf, ok := chained(rec, root, now)
+		if ok {
+			stored = sans(leaf)
+			if !certs.NeedsRenewal(leaf.NotBefore, leaf.NotAfter, now, nil) && covers(stored, hosts) {
+				if cur := m.cur.Load(); cur == nil || !slices.Equal(cur.Certificate[0], pair.Certificate[0]) {
+					m.cur.Store(pair)
+				}
+				return false, nil
 			}
-			return false, nil
 		}
 	}
+	hosts = m.keepCurrent(root, hosts, stored)
 	certPEM, keyPEM, err := Issue(rootRec.CertPEM, rootRec.KeyPEM, hosts, now)
 	if err != nil {
 		return false, err
@@ -472,40 +597,109 @@ func (m *Manager) Refresh(ctx context.Context) (reissued bool, err error) {
 	return true, nil
 }
 
-// usable returns rec's key pair if it chains to root, is not due for
-// renewal and names exactly hosts.
-func (m *Manager) usable(rec certs.Record, root *x509.Certificate, hosts []string, now time.Time) (*tls.Certificate, bool) {
+// chained returns rec's key pair and leaf if it chains to root for TLS
+// servers at now (every name in it within the root's constraints).
+func chained(rec certs.Record, root *x509.Certificate, now time.Time) (*tls.Certificate, *x509.Certificate, bool) {
 	pair, err := tls.X509KeyPair(rec.CertPEM, rec.KeyPEM)
 	if err != nil {
-		return nil, false
+		return nil, nil, false
 	}
 	leaf := pair.Leaf
 	if leaf == nil {
 		if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
-			return nil, false
+			return nil, nil, false
 		}
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(root)
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-		return nil, false
+		return nil, nil, false
 	}
-	if certs.NeedsRenewal(leaf.NotBefore, leaf.NotAfter, now, nil) {
-		return nil, false
-	}
-	have := append([]string{}, leaf.DNSNames...)
+	return &pair, leaf, true
+}
+
+// sans are a leaf's DNS names and addresses, normalised.
+func sans(leaf *x509.Certificate) []string {
+	out := slices.Clone(leaf.DNSNames)
 	for _, ip := range leaf.IPAddresses {
-		a, _ := netip.AddrFromSlice(ip)
-		have = append(have, a.Unmap().String())
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			out = append(out, a.Unmap().String())
+		}
 	}
-	want := slices.Clone(hosts)
-	slices.Sort(have)
-	slices.Sort(want)
-	if !slices.Equal(have, want) {
-		return nil, false
+	return out
+}
+
+// covers reports whether have names every host of want. A stored
+// certificate naming more than this proxy wants (the address another
+// proxy of the data dir is bound to) is kept: two proxies with different
+// binds share one certificate instead of replacing each other's.
+func covers(have, want []string) bool {
+	for _, h := range want {
+		if !slices.Contains(have, h) {
+			return false
+		}
 	}
-	return &pair, true
+	return true
+}
+
+// keepCurrent adds to hosts the addresses of the stored certificate that
+// are still this machine's (an interface address, a LAN address or the
+// bind) and permitted by root, so a reissue does not drop another proxy's
+// bind address. Addresses the machine no longer has and names this proxy
+// does not want (a former host name) are dropped: the set cannot grow
+// without bound.
+func (m *Manager) keepCurrent(root *x509.Certificate, hosts, stored []string) []string {
+	var mine map[netip.Addr]bool
+	for _, h := range stored {
+		ip, err := netip.ParseAddr(h)
+		if err != nil || slices.Contains(hosts, h) || !Permits(root, h) {
+			continue
+		}
+		if mine == nil {
+			mine = m.machineAddrs()
+		}
+		if mine[ip] {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
+// machineAddrs is every address this machine has now.
+func (m *Manager) machineAddrs() map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	addrs := m.Addrs
+	if addrs == nil {
+		addrs = devtls.PrivateInterfaceAddrs
+	}
+	ifaces := m.Interfaces
+	if ifaces == nil {
+		ifaces = interfaceAddrs
+	}
+	for _, a := range append(addrs(), ifaces()...) {
+		out[a.WithZone("").Unmap()] = true
+	}
+	if b, err := netip.ParseAddr(bindHost(m.Bind)); err == nil {
+		out[b.WithZone("").Unmap()] = true
+	}
+	return out
+}
+
+func interfaceAddrs() []netip.Addr {
+	list, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range list {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out
 }
 
 // GetCertificate serves the current server certificate (for

@@ -9,11 +9,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -236,20 +238,24 @@ func TestNameConstraints(t *testing.T) {
 	if !root.MaxPathLenZero || root.MaxPathLen != 0 || !root.PermittedDNSDomainsCritical {
 		t.Errorf("root: MaxPathLen %d (zero %v), constraints critical %v", root.MaxPathLen, root.MaxPathLenZero, root.PermittedDNSDomainsCritical)
 	}
-	if err := CheckRoot(root); err != nil {
+	if err := CheckRoot(root, "devbox"); err != nil {
 		t.Errorf("CheckRoot(our root): %v", err)
 	}
 }
 
 // TestCheckRoot: a file that claims to be the local root but is an
-// unconstrained CA (a swapped certs/local-ca.pem) is refused.
+// unconstrained CA, a CA for another host name or an earlier FLM's root (a
+// swapped certs/local-ca.pem) is refused.
 func TestCheckRoot(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	mk := func(mod func(*x509.Certificate)) *x509.Certificate {
 		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: RootCommonName},
 			NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
 			MaxPathLenZero: true, KeyUsage: x509.KeyUsageCertSign, PermittedDNSDomainsCritical: true,
-			PermittedDNSDomains: []string{"localhost"}, PermittedIPRanges: []*net.IPNet{{IP: net.IP{10, 0, 0, 0}, Mask: net.CIDRMask(8, 32)}}}
+			ExtKeyUsage:         []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+			PermittedDNSDomains: []string{"localhost", "devbox"}, ExcludedDNSDomains: []string{".devbox"},
+			PermittedEmailAddresses: []string{NoneDomain}, PermittedURIDomains: []string{NoneDomain},
+			PermittedIPRanges: []*net.IPNet{{IP: net.IP{10, 0, 0, 0}, Mask: net.CIDRMask(8, 32)}}}
 		mod(tmpl)
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 		if err != nil {
@@ -258,20 +264,52 @@ func TestCheckRoot(t *testing.T) {
 		c, _ := x509.ParseCertificate(der)
 		return c
 	}
-	if err := CheckRoot(mk(func(*x509.Certificate) {})); err != nil {
-		t.Fatalf("control: %v", err)
+	for _, host := range []string{"devbox", "DevBox.", "devbox."} {
+		if err := CheckRoot(mk(func(*x509.Certificate) {}), host); err != nil {
+			t.Fatalf("control (machine %q): %v", host, err)
+		}
 	}
-	for name, mod := range map[string]func(*x509.Certificate){
-		"unconstrained": func(c *x509.Certificate) { c.PermittedDNSDomains, c.PermittedIPRanges = nil, nil },
-		"com":           func(c *x509.Certificate) { c.PermittedDNSDomains = append(c.PermittedDNSDomains, "com") },
-		"public ip": func(c *x509.Certificate) {
+	noHost := mk(func(c *x509.Certificate) { c.PermittedDNSDomains, c.ExcludedDNSDomains = []string{"localhost"}, nil })
+	if err := CheckRoot(noHost, "whatever"); err != nil {
+		t.Fatalf("root without a host name: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		mod  func(*x509.Certificate)
+		host string
+		want error
+	}{
+		"unconstrained": {mod: func(c *x509.Certificate) { c.PermittedDNSDomains, c.PermittedIPRanges = nil, nil }},
+		"com":           {mod: func(c *x509.Certificate) { c.PermittedDNSDomains = append(c.PermittedDNSDomains, "com") }},
+		"public ip": {mod: func(c *x509.Certificate) {
 			c.PermittedIPRanges[0] = &net.IPNet{IP: net.IP{0, 0, 0, 0}, Mask: net.CIDRMask(0, 32)}
-		},
-		"path len": func(c *x509.Certificate) { c.MaxPathLenZero, c.MaxPathLen = false, -1 },
-		"not ca":   func(c *x509.Certificate) { c.IsCA, c.MaxPathLenZero = false, false },
+		}},
+		"path len":            {mod: func(c *x509.Certificate) { c.MaxPathLenZero, c.MaxPathLen = false, -1 }},
+		"not ca":              {mod: func(c *x509.Certificate) { c.IsCA, c.MaxPathLenZero = false, false }},
+		"another host":        {mod: func(*x509.Certificate) {}, host: "laptop", want: ErrForeignHost},
+		"machine has no name": {mod: func(*x509.Certificate) {}, host: "-", want: ErrForeignHost},
+		"public name": {mod: func(c *x509.Certificate) {
+			c.PermittedDNSDomains, c.ExcludedDNSDomains = []string{"localhost", "www.google.com"}, []string{".www.google.com"}
+		}, want: ErrForeignHost},
+		"subdomains of the host": {mod: func(c *x509.Certificate) { c.ExcludedDNSDomains = nil }},
+		"no ext key usage":       {mod: func(c *x509.Certificate) { c.ExtKeyUsage = nil }, want: ErrOutdatedRoot},
+		"any ext key usage": {mod: func(c *x509.Certificate) {
+			c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageAny}
+		}, want: ErrOutdatedRoot},
+		"e-mail open":     {mod: func(c *x509.Certificate) { c.PermittedEmailAddresses = nil }, want: ErrOutdatedRoot},
+		"uri open":        {mod: func(c *x509.Certificate) { c.PermittedURIDomains = nil }, want: ErrOutdatedRoot},
+		"e-mail for bank": {mod: func(c *x509.Certificate) { c.PermittedEmailAddresses = []string{"bank.example"} }},
+		"uri for google":  {mod: func(c *x509.Certificate) { c.PermittedURIDomains = []string{NoneDomain, "google.com"} }},
 	} {
-		if err := CheckRoot(mk(mod)); err == nil {
-			t.Errorf("%s: accepted", name)
+		host := tc.host
+		switch host {
+		case "":
+			host = "devbox"
+		case "-":
+			host = ""
+		}
+		err := CheckRoot(mk(tc.mod), host)
+		if err == nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("%s: CheckRoot = %v, want refused (%v)", name, err, tc.want)
 		}
 	}
 }
@@ -466,5 +504,163 @@ func TestHostnameChangeKeepsRoot(t *testing.T) {
 	leaf, _ := x509.ParseCertificate(c.Certificate[0])
 	if leaf.VerifyHostname("renamed") == nil || leaf.VerifyHostname("renamed.local") != nil {
 		t.Errorf("after rename: DNS names %v", leaf.DNSNames)
+	}
+}
+
+// TestRootRefusesEmailAndURINames: even in a certificate for TLS servers,
+// a leaked root key cannot certify an e-mail address or a URI: the name
+// constraints (not only the root's ExtKeyUsage) refuse them, and a local
+// DNS name beside them does not help.
+func TestRootRefusesEmailAndURINames(t *testing.T) {
+	m, _, st := newManager(t)
+	pool := rootPool(t, m)
+	root, key := rootAndKey(t, st)
+	u, _ := url.Parse("https://www.google.com/")
+	local, _ := url.Parse("https://printer.local/")
+	for name, mod := range map[string]func(*x509.Certificate){
+		"e-mail":            func(c *x509.Certificate) { c.EmailAddresses = []string{"ceo@bank.example"} },
+		"e-mail at local":   func(c *x509.Certificate) { c.EmailAddresses = []string{"me@devbox.local"} },
+		"uri":               func(c *x509.Certificate) { c.URIs = []*url.URL{u} },
+		"uri of local name": func(c *x509.Certificate) { c.URIs = []*url.URL{local} },
+	} {
+		leaf := signLeaf(t, root, key, func(c *x509.Certificate) {
+			c.DNSNames = []string{"printer.local"}
+			c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+			mod(c)
+		})
+		_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "printer.local", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		var inv x509.CertificateInvalidError
+		if !errors.As(err, &inv) || inv.Reason != x509.CANotAuthorizedForThisName {
+			t.Errorf("%s: err = %v, want CANotAuthorizedForThisName", name, err)
+		}
+	}
+	// The control: the same leaf without them verifies.
+	leaf := signLeaf(t, root, key, func(c *x509.Certificate) {
+		c.DNSNames = []string{"printer.local"}
+		c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	})
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "printer.local", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		t.Fatalf("control: %v", err)
+	}
+}
+
+// legacyRoot is a root as FLM made it before the TLS-server-only
+// restrictions: no ExtKeyUsage, e-mail and URI names unconstrained.
+func legacyRoot(t *testing.T, now time.Time) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{Organization: []string{"FLM"}, CommonName: RootCommonName + " (devbox)"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(10, 0, 0), IsCA: true, BasicConstraintsValid: true,
+		MaxPathLenZero: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, PermittedDNSDomainsCritical: true,
+		PermittedDNSDomains: append(slices.Clone(PermittedDNSDomains), "devbox"), ExcludedDNSDomains: []string{".devbox"}}
+	for _, p := range PermittedIPRanges {
+		tmpl.PermittedIPRanges = append(tmpl.PermittedIPRanges, &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+// TestOutdatedRootReplaced: a root made by an earlier FLM (its key signs
+// S/MIME and code signing too) is never trusted anew from a file, and the
+// Manager replaces it — telling the caller, since install-ca must be run
+// again — and reissues the server certificate under the new root.
+func TestOutdatedRootReplaced(t *testing.T) {
+	now := time.Now()
+	oldPEM, oldKey := legacyRoot(t, now)
+	if _, err := ParseRoot(oldPEM, "devbox"); !errors.Is(err, ErrOutdatedRoot) {
+		t.Fatalf("ParseRoot(legacy root) = %v, want ErrOutdatedRoot", err)
+	}
+	if _, err := ParseRootForRemoval(oldPEM); err != nil {
+		t.Fatalf("uninstall-ca cannot take the legacy root out: %v", err)
+	}
+	m, _, st := newManager(t, "192.168.1.5")
+	rec, err := certs.FromPEM(certs.LocalCARootID, certs.SourceLocalCA, oldPEM, oldKey, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = st.Put(context.Background(), rec)
+	var told []error
+	m.OnReplace = func(old *x509.Certificate, why error) {
+		if c, _ := parseCert(oldPEM); !old.Equal(c) {
+			t.Errorf("OnReplace got %s, want the legacy root", old.Subject)
+		}
+		told = append(told, why)
+	}
+	if _, err := m.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(told) != 1 || !errors.Is(told[0], ErrOutdatedRoot) {
+		t.Fatalf("OnReplace calls: %v", told)
+	}
+	root, created, err := m.Root(context.Background())
+	if err != nil || created {
+		t.Fatalf("Root after the replacement: created=%v err=%v", created, err)
+	}
+	if err := CheckRoot(root, "devbox"); err != nil {
+		t.Fatalf("new root: %v", err)
+	}
+	if data, _ := os.ReadFile(m.RootFile); !bytes.Equal(data, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw})) {
+		t.Error("the exported root file still holds the legacy root")
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	addr := serve(t, m.TLSConfig())
+	if _, err := handshake(t, addr, pool, "192.168.1.5", nil); err != nil {
+		t.Fatalf("server certificate under the new root: %v", err)
+	}
+}
+
+// TestReissueKeepsOtherProxysBind: two proxies of one data dir, one bound
+// to a link-local address. When the LAN changes, the proxy that reissues
+// keeps the other's bind address (still on an interface) so the other does
+// not reissue in turn; an address the machine no longer has is dropped.
+func TestReissueKeepsOtherProxysBind(t *testing.T) {
+	ifaces := &addrSource{}
+	ifaces.set("192.168.1.5", "169.254.10.20")
+	m1, src, st := newManager(t, "192.168.1.5")
+	m1.Bind, m1.Interfaces = "169.254.10.20:8443", ifaces.get
+	m2 := &Manager{Store: st, Hostname: "devbox", Addrs: src.get, Interfaces: ifaces.get}
+	ctx := context.Background()
+	refresh := func(m *Manager) bool {
+		t.Helper()
+		re, err := m.Refresh(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return re
+	}
+	refresh(m1)
+	if refresh(m2) {
+		t.Fatal("m2 reissued over a certificate naming everything it wants")
+	}
+	stored := func() []string {
+		rec, _ := st.Get(ctx, certs.LocalCAServerID)
+		return rec.SANs
+	}
+
+	src.set("10.0.0.7")
+	ifaces.set("10.0.0.7", "169.254.10.20")
+	if !refresh(m2) {
+		t.Fatal("m2 did not reissue for the new LAN address")
+	}
+	if s := stored(); !slices.Contains(s, "169.254.10.20") || !slices.Contains(s, "10.0.0.7") || slices.Contains(s, "192.168.1.5") {
+		t.Fatalf("after the LAN change the certificate names %v; want m1's bind kept, the new address in, the old one out", s)
+	}
+	if refresh(m1) {
+		t.Fatal("m1 reissued although the certificate still names its bind")
+	}
+
+	// m1 is gone and the link-local address with it: the next reissue drops it.
+	ifaces.set("10.0.0.8")
+	src.set("10.0.0.8")
+	if !refresh(m2) {
+		t.Fatal("m2 did not reissue for the new LAN address")
+	}
+	if s := stored(); slices.Contains(s, "169.254.10.20") || slices.Contains(s, "10.0.0.7") {
+		t.Fatalf("stale addresses kept: %v", s)
 	}
 }

@@ -12,11 +12,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/unjuno/flm/core/flmerr"
+	"github.com/unjuno/flm/core/proxyctl"
 	"github.com/unjuno/flm/proxy/devtls"
 )
 
@@ -37,6 +40,7 @@ type ChatCmd struct {
 	Temperature *float64 `help:"Sampling temperature."`
 	MaxTokens   int      `name:"max-tokens" help:"Maximum tokens to generate."`
 	URL         string   `name:"url" help:"Proxy base URL (default: the first running proxy of this data dir)."`
+	CACert      string   `name:"cacert" placeholder:"PEM" help:"Also trust this CA for HTTPS (e.g. a test CA's root); the system roots and FLM's own CAs are trusted anyway."`
 	APIKey      string   `name:"api-key" help:"FLM API key (default: $FLM_API_KEY)."`
 	// Timeout bounds silence, not the whole answer: a long generation that
 	// keeps streaming is never cut.
@@ -74,7 +78,7 @@ func (c ChatCmd) Run(a *App) error {
 	if c.Timeout <= 0 {
 		return flmerr.New(flmerr.InvalidArgument, "--timeout must be positive, e.g. 10m or 90s")
 	}
-	base, client, err := a.chatTarget(c.URL)
+	base, client, err := a.chatTarget(c.URL, c.CACert)
 	if err != nil {
 		return err
 	}
@@ -258,7 +262,7 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 // client has no overall time limit (the caller's watchdog bounds silence
 // instead, so a long answer that keeps coming is never cut); connecting
 // gets 10 s, after which nothing answering is what it is.
-func (a *App) chatTarget(url string) (string, *http.Client, error) {
+func (a *App) chatTarget(url, cacert string) (string, *http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	// HTTP/1.1, as before: one chat is one request, and a connection cut
@@ -266,28 +270,69 @@ func (a *App) chatTarget(url string) (string, *http.Client, error) {
 	// error.
 	tr.ForceAttemptHTTP2 = false
 	client := &http.Client{Transport: tr}
+	hs, err := a.liveHandles()
+	if err != nil && url == "" {
+		return "", nil, err
+	}
+	var h *proxyctl.Handle
 	if url == "" {
 		// Never guess a port: 8080 may well be llama-server, and the key
 		// must only ever go to an FLM proxy.
-		hs, err := a.liveHandles()
-		if err != nil {
-			return "", nil, err
-		}
 		if len(hs) == 0 {
 			return "", nil, flmerr.New(flmerr.ProxyNotRunning, "no FLM proxy is running for this data dir; start one with `flm proxy start`, or pass --url")
 		}
-		url = hs[0].URLs.Local
+		h, url = &hs[0], hs[0].URLs.Local
 	}
 	url = strings.TrimRight(url, "/")
 	url = strings.TrimSuffix(url, "/v1")
+	for i := range hs {
+		if h == nil && strings.TrimRight(hs[i].URLs.Local, "/") == url {
+			h = &hs[i]
+		}
+	}
 	if strings.HasPrefix(url, "https://") {
-		if dir, err := a.DataDir(); err == nil {
-			if pool, err := devtls.CAPool(devtls.FilesIn(filepath.Join(dir, "certs"))); err == nil {
-				tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		tc, err := a.chatTLS(h, cacert)
+		if err != nil {
+			return "", nil, err
+		}
+		tr.TLSClientConfig = tc
+	}
+	return url, client, nil
+}
+
+// chatTLS trusts the system roots, FLM's own CAs in certs/ (the dev CA and
+// the packaged-ca root, which a user may not have installed) and cacert.
+// An https-acme proxy reached at its loopback URL presents a certificate
+// for its domain: the name checked is the domain (h, when the URL is a
+// running proxy's).
+func (a *App) chatTLS(h *proxyctl.Handle, cacert string) (*tls.Config, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if dir, err := a.DataDir(); err == nil {
+		for _, f := range []string{devtls.FilesIn(filepath.Join(dir, "certs")).CACert, filepath.Join(dir, "certs", LocalCARootFile)} {
+			if pem, err := os.ReadFile(f); err == nil {
+				pool.AppendCertsFromPEM(pem)
 			}
 		}
 	}
-	return url, client, nil
+	if cacert != "" {
+		pem, err := os.ReadFile(cacert)
+		if err != nil {
+			return nil, flmerr.Wrap(err, flmerr.InvalidArgument, "read --cacert")
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, flmerr.New(flmerr.InvalidArgument, "--cacert %s holds no PEM certificate", cacert)
+		}
+	}
+	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if h != nil && h.Mode == proxyctl.HTTPSACME {
+		if u, err := neturl.Parse(h.URLs.External); err == nil && u.Hostname() != "" {
+			tc.ServerName = u.Hostname()
+		}
+	}
+	return tc, nil
 }
 
 func cleanErr(err error) string {

@@ -3,9 +3,13 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -28,6 +33,7 @@ import (
 	"github.com/unjuno/flm/cli/internal/truststore"
 	"github.com/unjuno/flm/core/certs"
 	"github.com/unjuno/flm/proxy/devtls"
+	"github.com/unjuno/flm/proxy/localca"
 )
 
 // caEnv is the environment of a user running install-ca: HOME is a
@@ -415,4 +421,148 @@ func TestDevSelfSignedLANURLCovered(t *testing.T) {
 		c.Close()
 	}
 	_, _ = flmProc(t, dir, "proxy", "stop", "--all")
+}
+
+// legacyRootPEM is a root as FLM made it before the TLS-server-only
+// restrictions (no ExtKeyUsage, e-mail and URI names open), for host.
+func legacyRootPEM(t *testing.T, host string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{Organization: []string{"FLM"}, CommonName: localca.RootCommonName},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(10, 0, 0), IsCA: true, BasicConstraintsValid: true,
+		MaxPathLenZero: true, KeyUsage: x509.KeyUsageCertSign, PermittedDNSDomainsCritical: true,
+		PermittedDNSDomains: append(slices.Clone(localca.PermittedDNSDomains), host), ExcludedDNSDomains: []string{"." + host}}
+	for _, p := range localca.PermittedIPRanges {
+		tmpl.PermittedIPRanges = append(tmpl.PermittedIPRanges, &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+// TestInstallCAUnderSudoRefusesSwappedRoot: under sudo, install-ca reads
+// certs/local-ca.pem from the user's data dir, a file the user (or malware
+// running as the user) can replace. A root for a public name, or an
+// earlier FLM's root (its key signs S/MIME and code signing), is refused
+// before anything is written to the system trust store; this machine's
+// current root is accepted, and uninstall-ca may take any FLM root out.
+func TestInstallCAUnderSudoRefusesSwappedRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test plays root under sudo in a user's data dir and must run as root (CI does)")
+	}
+	host := devtls.MachineHostname()
+	if host == "" {
+		t.Fatal("this machine has no usable host name")
+	}
+	sys := t.TempDir()
+	anchors := filepath.Join(sys, "usr/local/share/ca-certificates")
+	if err := os.MkdirAll(anchors, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ran := 0
+	trustOptions = truststore.Options{Root: sys, Home: t.TempDir(), Privileged: func() bool { return true },
+		LookPath: func(n string) (string, error) { return "/usr/sbin/" + n, nil },
+		Run:      func(context.Context, string, ...string) ([]byte, error) { ran++; return nil, nil }}
+	defer func() { trustOptions = truststore.Options{} }()
+	userDir := func(certPEM []byte) string {
+		dir := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(dir, "certs"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "certs", LocalCARootFile), certPEM, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{dir, filepath.Join(dir, "certs"), filepath.Join(dir, "certs", LocalCARootFile)} {
+			if err := os.Chown(p, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !truststore.OwnedByOther(dir) {
+			t.Fatal("the data dir does not look like another user's")
+		}
+		return dir
+	}
+	public, _, _ := localca.NewRoot("www.google.com", time.Now())
+	legacy, _ := legacyRootPEM(t, host)
+	for name, tc := range map[string]struct {
+		pem  []byte
+		want string
+	}{
+		"public host name": {public, "www.google.com"},
+		"earlier FLM root": {legacy, "as the data dir's owner first"},
+	} {
+		dir := userDir(tc.pem)
+		msg := fails(t, dir, 1, "INVALID_ARGUMENT", "security", "install-ca", "--yes")
+		if !strings.Contains(msg, "refusing") || !strings.Contains(msg, tc.want) {
+			t.Errorf("%s: message %q", name, msg)
+		}
+		if entries, _ := os.ReadDir(anchors); len(entries) != 0 || ran != 0 {
+			t.Fatalf("%s: the system store changed (%v, %d commands run)", name, entries, ran)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "security.db")); err == nil {
+			t.Errorf("%s: root opened the user's security.db", name)
+		}
+		// Taking an earlier root out is always allowed.
+		if name == "earlier FLM root" {
+			trustOptions.SkipSystem = true
+			if r := flm(t, dir, "security", "uninstall-ca", "--yes"); r.code != 0 {
+				t.Errorf("uninstall-ca of an earlier FLM root: %d %s", r.code, r.stderr)
+			}
+			trustOptions.SkipSystem = false
+		}
+	}
+	// This machine's current root is accepted.
+	good, _, err := localca.NewRoot(host, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	trustOptions.SkipSystem = true
+	r := flm(t, userDir(good), "security", "install-ca", "--yes")
+	if r.code != 0 {
+		t.Fatalf("install-ca of this machine's root: %d %s", r.code, r.stderr)
+	}
+}
+
+// TestInstallCAReplacesOutdatedRoot: a data dir whose local CA an earlier
+// FLM made gets a new, TLS-server-only root on the next install-ca, with a
+// warning that says so and that install-ca must be run again.
+func TestInstallCAReplacesOutdatedRoot(t *testing.T) {
+	dir := t.TempDir()
+	ok(t, dir, "security", "certificates", "list") // creates the data dir and its databases
+	certPEM, keyPEM := legacyRootPEM(t, "devbox")
+	d, err := store.Open(context.Background(), dir, store.Security)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := certs.FromPEM(certs.LocalCARootID, certs.SourceLocalCA, certPEM, keyPEM, time.Now())
+	if err == nil {
+		err = (store.Certs{DB: d}).Put(context.Background(), rec)
+	}
+	d.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	trustOptions = truststore.Options{SkipSystem: true, Home: t.TempDir(), Privileged: func() bool { return true }}
+	defer func() { trustOptions = truststore.Options{} }()
+	r := flm(t, dir, "security", "install-ca", "--yes")
+	if r.code != 0 {
+		t.Fatalf("install-ca: %d %s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "LOCAL_CA_REPLACED") || !strings.Contains(r.stdout, "install-ca") {
+		t.Fatalf("no replacement warning: %s", r.stdout)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "certs", LocalCARootFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := localca.ParseRoot(data, devtls.MachineHostname())
+	if err != nil {
+		t.Fatalf("the exported root after install-ca: %v", err)
+	}
+	if bytes.Equal(data, certPEM) || !slices.Equal(root.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}) {
+		t.Fatal("the earlier root was kept")
+	}
 }

@@ -75,10 +75,14 @@ type caOutput struct {
 }
 
 // localRoot returns the root certificate for install-ca (create: made if
-// missing) or uninstall-ca (nil if there is none). Root working in another
-// user's data dir (sudo) reads the exported certificate instead of opening
-// security.db, whose key is in that user's keychain and whose files root
-// must not take over; the certificate must have the local CA's shape.
+// missing, replaced if an earlier FLM made it) or uninstall-ca (nil if
+// there is none). Root working in another user's data dir (sudo) reads the
+// exported certificate instead of opening security.db, whose key is in
+// that user's keychain and whose files root must not take over. That file
+// is the user's to replace, so before trusting it the certificate must be
+// this machine's local CA exactly (localca.CheckRoot: its one host name is
+// this machine's, it is limited to TLS servers); for removal any FLM root
+// will do.
 func (a *App) localRoot(create bool) (*x509.Certificate, string, error) {
 	dir, err := a.DataDir()
 	if err != nil {
@@ -93,9 +97,21 @@ func (a *App) localRoot(create bool) (*x509.Certificate, string, error) {
 			}
 			return nil, file, flmerr.Wrap(err, flmerr.IOError, "read the local CA certificate (run `flm security install-ca` as the data dir's owner first)")
 		}
-		root, err := localca.ParseRoot(data)
-		if err != nil {
-			return nil, file, flmerr.Wrap(err, flmerr.InvalidArgument, "refusing %s", file)
+		if !create {
+			root, err := localca.ParseRootForRemoval(data)
+			if err != nil {
+				return nil, file, flmerr.Wrap(err, flmerr.InvalidArgument, "refusing %s", file)
+			}
+			return root, file, nil
+		}
+		root, err := localca.ParseRoot(data, devtls.MachineHostname())
+		switch {
+		case errors.Is(err, localca.ErrOutdatedRoot):
+			return nil, file, flmerr.Wrap(err, flmerr.InvalidArgument, "refusing %s; nothing changed. Run `flm --data-dir %s security install-ca` as the data dir's owner first (it replaces the local CA), then again with sudo", file, shellQuote(dir))
+		case errors.Is(err, localca.ErrForeignHost):
+			return nil, file, flmerr.Wrap(err, flmerr.InvalidArgument, "refusing %s; nothing changed: a local CA for another host name is not trusted (a renamed machine: see docs/guides/HTTPS_LOCAL_CA_GUIDE.md)", file)
+		case err != nil:
+			return nil, file, flmerr.Wrap(err, flmerr.InvalidArgument, "refusing %s; nothing changed", file)
 		}
 		return root, file, nil
 	}
@@ -104,6 +120,13 @@ func (a *App) localRoot(create bool) (*x509.Certificate, string, error) {
 		return nil, file, err
 	}
 	m := localCAManager(dir, sec, "")
+	m.OnReplace = func(old *x509.Certificate, why error) {
+		where := truststore.SystemFile(old, trustOptions)
+		if where == "" {
+			where = "its entries are named " + truststore.Name(old)
+		}
+		a.warn("LOCAL_CA_REPLACED", fmt.Sprintf("replaced the local CA SHA-256 %s (%v): run `sudo flm security install-ca` again, and on every device that trusted the old root install the new %s; the old root stays trusted until you remove it by hand (%s)", localca.Fingerprint(old), why, file, where))
+	}
 	if !create {
 		root, err := localca.LoadRoot(a.ctx, m.Store)
 		if errors.Is(err, certs.ErrNotFound) {
@@ -219,7 +242,7 @@ func (c InstallCACmd) Run(a *App) error {
 	}
 	where := truststore.SystemFile(root, trustOptions)
 	q := fmt.Sprintf("Trust FLM's local CA %q (SHA-256 %s) for HTTPS on this machine?\n"+
-		"It can only certify localhost, *.local, *.home.arpa, this host name and private addresses.\nIt will be added to %s and to the NSS databases found.",
+		"It can only certify HTTPS servers for localhost, *.local, *.home.arpa, this host name and private addresses.\nIt will be added to %s and to the NSS databases found.",
 		root.Subject.CommonName, localca.Fingerprint(root), where)
 	if err := a.consent(c.Yes, "install-ca", q); err != nil {
 		return err
