@@ -138,7 +138,7 @@ const MetaLastError = "last_error"
 // InfoOf describes r at now.
 func InfoOf(r Record, now time.Time) Info {
 	return Info{
-		ID: r.ID, Source: r.Source, Subject: r.Subject, SANs: append([]string(nil), r.SANs...), Issuer: r.Issuer,
+		ID: r.ID, Source: r.Source, Subject: r.Subject, SANs: append([]string{}, r.SANs...), Issuer: r.Issuer,
 		NotBefore: r.NotBefore, NotAfter: r.NotAfter, Expired: !now.Before(r.NotAfter),
 		LastError: r.Meta[MetaLastError], UpdatedAt: r.UpdatedAt,
 	}

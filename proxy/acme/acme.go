@@ -94,7 +94,7 @@ func ResolveDirectory(v string) (string, error) {
 	}
 	u, err := lego.GetDirectoryURL(v)
 	if err != nil {
-		return "", fmt.Errorf("%s %q: want an https:// directory URL or one of letsencrypt, letsencrypt-staging, %s", EnvDirectory, v, strings.Join(lego.GetAllCodes(), ", "))
+		return "", fmt.Errorf("%s %q: want an https:// directory URL or one of letsencrypt, staging, %s", EnvDirectory, v, strings.Join(otherCodes(), ", "))
 	}
 	return u, nil
 }
@@ -831,3 +831,15 @@ func (u *user) GetRegistration() *legoacme.ExtendedAccount { return u.reg }
 func (u *user) GetPrivateKey() crypto.Signer               { return u.key }
 
 var _ registration.User = (*user)(nil)
+
+// otherCodes are lego's CA codes besides Let's Encrypt's two, which the
+// error names by FLM's shortcuts.
+func otherCodes() []string {
+	var out []string
+	for _, c := range lego.GetAllCodes() {
+		if c != "letsencrypt" && c != "letsencrypt-staging" {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -57,7 +57,7 @@ func (a *App) certificates(ctx context.Context) ([]certEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := time.Now().UTC().Truncate(time.Millisecond)
 	var out []certEntry
 	for _, r := range recs {
 		out = append(out, certEntry{certs.InfoOf(r, now), r.CertPEM})

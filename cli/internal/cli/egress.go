@@ -141,11 +141,10 @@ func egressCheckResult(ctx context.Context, a *App) checkResult {
 		return checkResult{name, "error", err.Error()}
 	}
 	if err := e.Check(ctx); err != nil {
-		status := "error"
 		if cfg.Egress.FailOpen {
-			status = "warning"
+			return checkResult{name, "warning", fmt.Sprintf("%s: %v; with --egress-fail-open a proxy started now reaches remote engines DIRECTLY (a running proxy keeps the egress it started with)", cfg.Egress.Mode, err)}
 		}
-		return checkResult{name, status, fmt.Sprintf("%s: %v; remote engines are unreachable until it answers", cfg.Egress.Mode, err)}
+		return checkResult{name, "error", fmt.Sprintf("%s: %v; remote engines are unreachable until it answers", cfg.Egress.Mode, err)}
 	}
 	return checkResult{name, "ok", fmt.Sprintf("%s via %s: the SOCKS5 endpoint completes a handshake", cfg.Egress.Mode, e.Endpoint())}
 }
