@@ -17,6 +17,7 @@ import (
 	"github.com/unjuno/flm/cli/internal/store"
 	"github.com/unjuno/flm/core/engine"
 	"github.com/unjuno/flm/core/flmerr"
+	"github.com/unjuno/flm/core/policy"
 	"github.com/unjuno/flm/core/proxyctl"
 	"github.com/unjuno/flm/core/settings"
 )
@@ -43,13 +44,25 @@ const (
 	legacyLogSubdir = "migrations"
 )
 
+// journalVersion 2: the journal carries the undo (what the apply adds
+// and changes), never restored from whole-file backups. Version 1 (no
+// "version") named only the backups.
+const journalVersion = 2
+
 // journal is apply.json: written and synced before the first write, it
-// names the backups that undo the apply.
+// names exactly what the apply writes, so that an apply that never
+// committed is undone row by row — without undoing what other processes
+// wrote since (a revocation, audit rows, certificates, policy edits). The
+// backups are for the manual procedure only. It holds no secret (key ids,
+// policy documents, setting values).
 type journal struct {
-	ApplyID   string    `json:"apply_id"`
-	StartedAt time.Time `json:"started_at"`
-	Legacy    string    `json:"legacy_path"`
-	Backups   []string  `json:"backups"`
+	Version   int                 `json:"version"`
+	ApplyID   string              `json:"apply_id"`
+	StartedAt time.Time           `json:"started_at"`
+	Legacy    string              `json:"legacy_path"`
+	Backups   []string            `json:"backups"`
+	Security  *store.SecurityUndo `json:"undo_security,omitempty"`
+	Config    *store.ConfigUndo   `json:"undo_config,omitempty"`
 }
 
 // appliedRec is applied.json, written atomically as the commit point.
@@ -65,6 +78,10 @@ type appliedRec struct {
 	Settings   map[string]string `json:"settings"`
 	EngineIDs  []string          `json:"engine_ids"`
 	BackupUnit []string          `json:"backups"`
+	// PreviousPolicy is the policy the apply replaced (--replace-policy).
+	PreviousPolicy json.RawMessage `json:"previous_policy,omitempty"`
+	// SettingsKept are legacy settings not applied: the install had them.
+	SettingsKept []keptSetting `json:"settings_kept,omitempty"`
 }
 
 func (a *App) legacyPlan(from string) (*legacy.Plan, error) {
@@ -91,33 +108,200 @@ func (a *App) legacyPlan(from string) (*legacy.Plan, error) {
 	return legacy.BuildPlan(snap)
 }
 
-func planText(w io.Writer, p *legacy.Plan) {
-	fmt.Fprintf(w, "Legacy file: %s (schema %d, AES key: %s)\n", p.Source.Path, p.Source.Migration, p.Source.AESKeySource)
+func planText(w io.Writer, p *legacy.Plan, d *installDiff) {
+	safe := legacy.Safe
+	fmt.Fprintf(w, "Legacy file: %s (schema %d, AES key: %s)\n", safe(p.Source.Path), p.Source.Migration, safe(p.Source.AESKeySource))
 	t := table(w, "API KEY", "LABEL", "CREATED", "STATUS", "RPM", "CHECK")
 	for _, k := range p.Keys {
 		st := "active"
 		if k.RevokedAt != nil {
 			st = "revoked"
 		}
-		t.row(k.ID, k.Label, stamp(k.CreatedAt), st, rpmCell(k.RPM), k.Check)
+		t.row(k.ID, safe(k.Label), stamp(k.CreatedAt), st, rpmCell(k.RPM), k.Check)
 	}
 	t.flush()
-	fmt.Fprintf(w, "Policy: %s\n", p.Policy)
+	fmt.Fprintf(w, "Policy (legacy mapping): %s\n", safe(string(p.Policy)))
+	if d != nil {
+		diffText(w, d)
+	}
 	for _, pr := range p.Profiles {
-		fmt.Fprintf(w, "Proxy profile %s: port %d (from API %s)\n", pr.ID, pr.Config.Port, pr.API)
+		fmt.Fprintf(w, "Proxy profile %s: port %d (from API %s)\n", pr.ID, pr.Config.Port, safe(pr.API))
 	}
 	for _, e := range p.Engines {
-		fmt.Fprintf(w, "Engine %s: %s %s (from %s)\n", e.ID, e.Kind, e.BaseURL, e.From)
+		fmt.Fprintf(w, "Engine %s: %s %s (from %s)\n", e.ID, e.Kind, safe(e.BaseURL), safe(e.From))
 	}
 	for _, k := range slices.Sorted(mapKeysOf(p.Settings)) {
-		fmt.Fprintf(w, "Setting %s = %s\n", k, p.Settings[k])
+		if d != nil && slices.ContainsFunc(d.SettingsKept, func(x keptSetting) bool { return x.Key == k }) {
+			continue // diffText printed it
+		}
+		fmt.Fprintf(w, "Setting %s = %s\n", k, safe(p.Settings[k]))
 	}
-	for _, d := range p.Dropped {
-		fmt.Fprintf(w, "Dropped: %s: %s\n", d.What, d.Why)
+	for _, x := range p.Dropped {
+		fmt.Fprintf(w, "Dropped: %s: %s\n", safe(x.What), safe(x.Why))
 	}
 	for _, x := range p.Warnings {
-		fmt.Fprintf(w, "warning: %s\n", x)
+		fmt.Fprintf(w, "warning: %s\n", safe(x))
 	}
+}
+
+func diffText(w io.Writer, d *installDiff) {
+	safe := legacy.Safe
+	switch d.PolicyChange {
+	case policyUnchanged:
+		fmt.Fprintf(w, "Policy (current): the same; it stays\n")
+	case policyReplacesDefault:
+		fmt.Fprintf(w, "Policy (current): %s (the default: replaced by the legacy mapping)\n", safe(string(d.CurrentPolicy)))
+	case policyNeedsReplace:
+		fmt.Fprintf(w, "Policy (current): %s (yours: apply refuses to replace it without --replace-policy)\n", safe(string(d.CurrentPolicy)))
+	case policyReplaces:
+		fmt.Fprintf(w, "Policy (current): %s (yours: replaced, --replace-policy)\n", safe(string(d.CurrentPolicy)))
+	case policyUnknown:
+		fmt.Fprintf(w, "Policy (current): not read (%s)\n", safe(d.Note))
+	}
+	for _, k := range d.SettingsKept {
+		fmt.Fprintf(w, "Setting %s: kept your value %s (legacy %s)\n", k.Key, safe(k.Yours), safe(k.Legacy))
+	}
+	for _, id := range d.ProfilesPresent {
+		fmt.Fprintf(w, "Proxy profile %s: already there with the same configuration\n", id)
+	}
+}
+
+// Policy outcomes of an apply, next to the install's current policy.
+const (
+	policyUnchanged       = "unchanged"            // the install's policy is already the mapping
+	policyReplacesDefault = "replaces_default"     // the install has the default policy
+	policyNeedsReplace    = "needs_replace_policy" // the install has its own: refused without --replace-policy
+	policyReplaces        = "replaces_yours"       // its own, and --replace-policy was given
+	policyUnknown         = "unknown"              // plan only: the install could not be read
+)
+
+// keptSetting is a legacy setting the install already has: not applied.
+type keptSetting struct {
+	Key    string `json:"key"`
+	Yours  string `json:"yours"`
+	Legacy string `json:"legacy"`
+}
+
+// installDiff is how the plan meets the install: printed by plan and
+// apply, and what apply adds.
+type installDiff struct {
+	CurrentPolicy   json.RawMessage   `json:"current_policy,omitempty"`
+	NewPolicy       json.RawMessage   `json:"new_policy"`
+	PolicyChange    string            `json:"policy_change"`
+	SettingsAdded   map[string]string `json:"settings_added"`
+	SettingsKept    []keptSetting     `json:"settings_kept"`
+	ProfilesPresent []string          `json:"proxy_profiles_present,omitempty"`
+	Note            string            `json:"note,omitempty"`
+
+	currentDoc string               // the stored policy, byte for byte
+	profiles   []legacy.PlanProfile // the profiles to add
+	conflicts  []string             // profile ids holding another configuration
+}
+
+// isDefaultPolicy: doc is the policy a fresh install has (not the user's).
+func isDefaultPolicy(doc []byte) bool {
+	pol, err := policy.Parse(doc)
+	return err == nil && bytes.Equal(pol.Document(), policy.Default().Document())
+}
+
+func samePolicy(a, b []byte) bool {
+	x, errX := policy.Parse(a)
+	y, errY := policy.Parse(b)
+	if errX == nil && errY == nil {
+		return bytes.Equal(x.Document(), y.Document())
+	}
+	return jsonSame(a, b)
+}
+
+// diffInstall compares p with what cfg and sec hold (either may be nil:
+// the install has no such DB yet, i.e. defaults).
+func (a *App) diffInstall(cfg, sec *store.DB, p *legacy.Plan, replacePolicy bool) (*installDiff, error) {
+	d := &installDiff{NewPolicy: p.Policy, SettingsAdded: map[string]string{}, SettingsKept: []keptSetting{}, currentDoc: policy.DefaultDocument}
+	if sec != nil {
+		doc, _, err := (store.Policy{DB: sec}).Get(a.ctx)
+		if err != nil {
+			return nil, err
+		}
+		d.currentDoc = string(doc)
+	}
+	d.CurrentPolicy = json.RawMessage(d.currentDoc)
+	if !json.Valid(d.CurrentPolicy) {
+		d.CurrentPolicy, _ = json.Marshal(d.currentDoc)
+	}
+	switch {
+	case samePolicy([]byte(d.currentDoc), p.Policy):
+		d.PolicyChange = policyUnchanged
+	case isDefaultPolicy([]byte(d.currentDoc)):
+		d.PolicyChange = policyReplacesDefault
+	case replacePolicy:
+		d.PolicyChange = policyReplaces
+	default:
+		d.PolicyChange = policyNeedsReplace
+	}
+	stored := map[string]string{}
+	var profs []store.Profile
+	if cfg != nil {
+		vals, err := (store.Settings{DB: cfg}).List(a.ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range vals {
+			stored[v.Key] = v.Value
+		}
+		if profs, err = cfg.Profiles(a.ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range slices.Sorted(mapKeysOf(p.Settings)) {
+		if v, ok := stored[k]; ok {
+			if v != p.Settings[k] {
+				d.SettingsKept = append(d.SettingsKept, keptSetting{k, v, p.Settings[k]})
+			}
+			continue
+		}
+		d.SettingsAdded[k] = p.Settings[k]
+	}
+	for _, pr := range p.Profiles {
+		i := slices.IndexFunc(profs, func(x store.Profile) bool { return x.ID == pr.ID })
+		if i < 0 {
+			d.profiles = append(d.profiles, pr)
+			continue
+		}
+		have, _ := store.ProfileJSON(profs[i].Config)
+		want, _ := store.ProfileJSON(pr.Config)
+		if have == want {
+			d.ProfilesPresent = append(d.ProfilesPresent, pr.ID)
+		} else {
+			d.conflicts = append(d.conflicts, pr.ID)
+		}
+	}
+	return d, nil
+}
+
+// planDiff is diffInstall for plan: it reads only DBs that exist (plan
+// creates nothing) and never fails the plan.
+func (a *App) planDiff(p *legacy.Plan) *installDiff {
+	fail := func(err error) *installDiff {
+		return &installDiff{NewPolicy: p.Policy, PolicyChange: policyUnknown, Note: "the current install could not be read: " + err.Error()}
+	}
+	dir, err := a.DataDir()
+	if err != nil {
+		return fail(err)
+	}
+	dbs := map[store.Kind]*store.DB{}
+	for _, k := range []store.Kind{store.Config, store.Security} {
+		if _, err := os.Stat(filepath.Join(dir, k.FileName())); err != nil {
+			continue
+		}
+		if dbs[k], err = a.DB(k); err != nil {
+			return fail(err)
+		}
+	}
+	d, err := a.diffInstall(dbs[store.Config], dbs[store.Security], p, false)
+	if err != nil {
+		return fail(err)
+	}
+	return d
 }
 
 func mapKeysOf[V any](m map[string]V) func(func(string) bool) {
@@ -164,9 +348,10 @@ func (c LegacyPlanCmd) Run(a *App) error {
 	if err := writeJSON(file, p); err != nil {
 		return err
 	}
-	return a.print(map[string]any{"plan": p, "plan_file": file}, func(w io.Writer) {
-		planText(w, p)
-		fmt.Fprintf(w, "Plan written to %s\n", file)
+	d := a.planDiff(p)
+	return a.print(map[string]any{"plan": p, "plan_file": file, "install": d}, func(w io.Writer) {
+		planText(w, p, d)
+		fmt.Fprintf(w, "Plan written to %s\n", legacy.Safe(file))
 	})
 }
 
@@ -212,15 +397,16 @@ func (c LegacyConvertCmd) Run(a *App) error {
 		}
 	}
 	return a.print(map[string]any{"out": c.Out, "files": written, "summary": p.Summary}, func(w io.Writer) {
-		planText(w, p)
-		fmt.Fprintf(w, "Converted files in %s\n", c.Out)
+		planText(w, p, nil)
+		fmt.Fprintf(w, "Converted files in %s\n", legacy.Safe(c.Out))
 	})
 }
 
 // LegacyApplyCmd is `flm migrate legacy apply`.
 type LegacyApplyCmd struct {
-	From    string `required:"" placeholder:"FILE" help:"The prototype's flm.db, or the folder holding it."`
-	Confirm bool   `help:"Really change config.db and security.db (they are backed up first)."`
+	From          string `required:"" placeholder:"FILE" help:"The prototype's flm.db, or the folder holding it."`
+	Confirm       bool   `help:"Really change config.db and security.db (they are backed up first)."`
+	ReplacePolicy bool   `help:"Replace the install's own security policy (not the default one) with the legacy mapping; without it apply refuses."`
 }
 
 // migrationLog appends lines to logs/migrations/<ts>.log. It never gets a
@@ -252,12 +438,29 @@ func (l *migrationLog) close() {
 	}
 }
 
-// Run imports the plan. Order, for kill -9 at any moment: backups of both
-// DBs → journal (synced) → security.db (one transaction) → config.db (one
-// transaction) → checks → applied.json (atomic rename: the commit point)
-// → journal removed. An apply interrupted before its commit point is
-// rolled back from the journal's backups by the next `flm check` or
-// `flm migrate legacy …`; after it, only the journal is removed.
+// legacyCrashAt is a context key for tests: Run returns right after the
+// named step ("journal", "security", "config") as a kill would, leaving
+// the journal and no rollback.
+type legacyCrashAt struct{}
+
+var errSimulatedCrash = errors.New("simulated crash (test)")
+
+func (a *App) crashAt(step string) bool {
+	at, _ := a.ctx.Value(legacyCrashAt{}).(string)
+	return at == step
+}
+
+// Run imports the plan. It only adds: keys, engines and profiles that are
+// not there, settings the install has not set; the policy is replaced only
+// when the install's is the default one, or with --replace-policy.
+//
+// Order, for kill -9 at any moment: backups of both DBs (for the manual
+// procedure) → journal naming exactly what is written (synced) →
+// security.db (one transaction) → config.db (one transaction) → checks →
+// applied.json (atomic rename: the commit point) → journal removed. An
+// apply interrupted before its commit point is undone from the journal by
+// the next command (any that opens a DB); after it, only the journal is
+// removed.
 func (c LegacyApplyCmd) Run(a *App) error {
 	p, err := a.legacyPlan(c.From)
 	if err != nil {
@@ -272,9 +475,9 @@ func (c LegacyApplyCmd) Run(a *App) error {
 	}
 	log := a.openMigrationLog(dir)
 	defer log.close()
-	log.printf("apply from %s (sha256 %s): %d keys, %d profiles, %d engines, %d settings, %d dropped", p.Source.Path, p.Source.SHA256, len(p.Keys), len(p.Profiles), len(p.Engines), len(p.Settings), len(p.Dropped))
+	log.printf("apply from %s (sha256 %s, wal %v): %d keys, %d profiles, %d engines, %d settings, %d dropped", legacy.Safe(p.Source.Path), p.Source.SHA256, p.Source.WAL, len(p.Keys), len(p.Profiles), len(p.Engines), len(p.Settings), len(p.Dropped))
 	// One apply at a time, and no recovery (flm check, any command that
-	// opens the DBs) rolls back an apply that is still running.
+	// opens the DBs) undoes an apply that is still running.
 	release, err := a.lockLegacyApply(dir)
 	if err != nil {
 		return err
@@ -301,13 +504,15 @@ func (c LegacyApplyCmd) Run(a *App) error {
 	if prev, err := readApplied(dir); err == nil && prev.LegacySHA == p.Source.SHA256 {
 		log.printf("already applied at %s; nothing changed", prev.AppliedAt.Format(time.RFC3339))
 		return a.print(map[string]any{"already_applied": true, "applied_at": prev.AppliedAt, "summary": p.Summary}, func(w io.Writer) {
-			fmt.Fprintf(w, "%s was already applied at %s; nothing changed.\n", p.Source.Path, stamp(prev.AppliedAt))
+			fmt.Fprintf(w, "%s was already applied at %s; nothing changed.\n", legacy.Safe(p.Source.Path), stamp(prev.AppliedAt))
 		})
 	}
 	keys := store.APIKeys{DB: sec}
 	for _, k := range p.Keys {
-		if _, err := keys.ByHash(a.ctx, k.Hash); err == nil {
-			return flmerr.New(flmerr.InvalidArgument, "api key %s of the legacy file is already in security.db (imported from another copy of this flm.db?); nothing was changed", k.LegacyID)
+		_, errHash := keys.ByHash(a.ctx, k.Hash)
+		_, errID := keys.Get(a.ctx, k.ID)
+		if errHash == nil || errID == nil {
+			return flmerr.New(flmerr.InvalidArgument, "api key %s of the legacy file is already in security.db (imported from another copy of this flm.db?); nothing was changed", legacy.Safe(k.LegacyID))
 		}
 	}
 	existing, err := (store.Engines{DB: cfg}).ListEndpoints(a.ctx)
@@ -319,13 +524,51 @@ func (c LegacyApplyCmd) Run(a *App) error {
 			return flmerr.New(flmerr.InvalidArgument, "engine id %s is already in use (an earlier migration?); remove it with `flm engines remove %s` or keep it; nothing was changed", e.ID, e.ID)
 		}
 	}
+	diff, err := a.diffInstall(cfg, sec, p, c.ReplacePolicy)
+	if err != nil {
+		return err
+	}
+	if len(diff.conflicts) > 0 {
+		return flmerr.New(flmerr.InvalidArgument, "proxy profile(s) %s already exist with another configuration (an earlier migration?); apply does not overwrite them: remove them or migrate a copy without those APIs; nothing was changed", strings.Join(diff.conflicts, ", "))
+	}
+	if diff.PolicyChange == policyNeedsReplace {
+		return flmerr.New(flmerr.InvalidArgument, "security.db has its own security policy %s; the legacy mapping is %s. apply would replace yours: add --replace-policy to replace it (keep the current one above to set it again with `flm security policy set`), or leave it and do not migrate; nothing was changed",
+			legacy.Safe(diff.currentDoc), legacy.Safe(string(p.Policy)))
+	}
 
+	// What the apply writes, exactly: the journal's undo names it.
 	now := time.Now().UTC()
+	simp := store.SecurityImport{Keys: p.Records()}
+	undoSec := &store.SecurityUndo{KeyIDs: []string{}}
+	for _, k := range p.Keys {
+		undoSec.KeyIDs = append(undoSec.KeyIDs, k.ID)
+	}
+	if diff.PolicyChange != policyUnchanged {
+		simp.PolicyJSON, simp.PolicyBefore = p.Policy, &diff.currentDoc
+		undoSec.Policy = &store.PolicySwap{Before: diff.currentDoc, After: string(p.Policy)}
+	}
+	var imp store.ConfigImport
+	undoCfg := &store.ConfigUndo{Settings: diff.SettingsAdded, Profiles: map[string]string{}, Endpoints: []engine.Endpoint{}}
+	for _, k := range slices.Sorted(mapKeysOf(diff.SettingsAdded)) {
+		imp.Settings = append(imp.Settings, settings.Value{Key: k, Value: diff.SettingsAdded[k]})
+	}
+	for _, e := range p.Engines {
+		ep := engine.Endpoint{ID: e.ID, Kind: engine.Kind(e.Kind), BaseURL: e.BaseURL, UserAdded: true}
+		imp.Endpoints = append(imp.Endpoints, ep)
+		undoCfg.Endpoints = append(undoCfg.Endpoints, ep)
+	}
+	for _, pr := range diff.profiles {
+		imp.Profiles = append(imp.Profiles, store.Profile{ID: pr.ID, Config: pr.Config})
+		if undoCfg.Profiles[pr.ID], err = store.ProfileJSON(pr.Config); err != nil {
+			return flmerr.Wrap(err, flmerr.Internal, "encode proxy profile %s", pr.ID)
+		}
+	}
+
 	backups, err := store.SnapshotUnit(a.ctx, filepath.Join(dir, "backups"), now, store.SnapshotOptions{Auto: true, NoPrune: true}, cfg, sec)
 	if err != nil {
 		return flmerr.Wrap(err, flmerr.MigrationFailed, "back up config.db and security.db (nothing was changed)")
 	}
-	j := journal{ApplyID: newRequestID(), StartedAt: now, Legacy: p.Source.Path}
+	j := journal{Version: journalVersion, ApplyID: newRequestID(), StartedAt: now, Legacy: p.Source.Path, Security: undoSec, Config: undoCfg}
 	for _, b := range backups {
 		j.Backups = append(j.Backups, b.Path)
 	}
@@ -337,34 +580,38 @@ func (c LegacyApplyCmd) Run(a *App) error {
 	if err := writeJSON(filepath.Join(mdir, applyJournal), j); err != nil {
 		return err
 	}
-	fail := func(cause error) error {
-		log.printf("apply failed: %v; rolling back", cause)
-		if rerr := a.rollbackLegacy(j); rerr != nil {
-			log.printf("ROLLBACK FAILED: %v", rerr)
-			return flmerr.Wrap(cause, flmerr.MigrationFailed, "apply failed and the automatic rollback failed too (%v): restore %s by hand (docs/guides/MIGRATION_GUIDE.md)", rerr, strings.Join(j.Backups, " and "))
-		}
-		log.printf("rolled back")
-		return flmerr.Wrap(cause, flmerr.MigrationFailed, "apply failed; config.db and security.db were restored from %s", strings.Join(j.Backups, " and "))
+	keychain.SyncDir(mdir)
+	if a.crashAt("journal") {
+		return errSimulatedCrash
 	}
-	if err := sec.ImportSecurity(a.ctx, store.SecurityImport{Keys: p.Records(), PolicyJSON: p.Policy}, now); err != nil {
+	fail := func(cause error) error {
+		log.printf("apply failed: %v; undoing", cause)
+		res, rerr := a.rollbackLegacy(j)
+		if rerr != nil {
+			log.printf("UNDO FAILED: %v", rerr)
+			return flmerr.Wrap(cause, flmerr.MigrationFailed, "apply failed and undoing it failed too (%v): the next flm command retries; if it keeps failing, restore %s by hand (docs/guides/MIGRATION_GUIDE.md)", rerr, strings.Join(j.Backups, " and "))
+		}
+		log.printf("undone: %s", undoSummary(res))
+		return flmerr.Wrap(cause, flmerr.MigrationFailed, "apply failed; what it had written was removed (%s)", undoSummary(res))
+	}
+	if err := sec.ImportSecurity(a.ctx, simp, now); err != nil {
 		return fail(err)
 	}
-	log.printf("security.db written: %d keys, policy", len(p.Keys))
-	var imp store.ConfigImport
-	for _, k := range slices.Sorted(mapKeysOf(p.Settings)) {
-		imp.Settings = append(imp.Settings, settings.Value{Key: k, Value: p.Settings[k]})
-	}
-	for _, e := range p.Engines {
-		imp.Endpoints = append(imp.Endpoints, engine.Endpoint{ID: e.ID, Kind: engine.Kind(e.Kind), BaseURL: e.BaseURL, UserAdded: true})
-	}
-	for _, pr := range p.Profiles {
-		imp.Profiles = append(imp.Profiles, store.Profile{ID: pr.ID, Config: pr.Config})
+	log.printf("security.db written: %d keys, policy %s", len(p.Keys), diff.PolicyChange)
+	if a.crashAt("security") {
+		return errSimulatedCrash
 	}
 	if err := cfg.ImportConfig(a.ctx, imp, now); err != nil {
 		return fail(err)
 	}
-	log.printf("config.db written: %d settings, %d engines, %d profiles", len(imp.Settings), len(imp.Endpoints), len(imp.Profiles))
-	rec := appliedRec{ApplyID: j.ApplyID, AppliedAt: now, Legacy: p.Source.Path, LegacySHA: p.Source.SHA256, Policy: p.Policy, Settings: p.Settings, BackupUnit: j.Backups}
+	log.printf("config.db written: %d settings (%d kept), %d engines, %d profiles", len(imp.Settings), len(diff.SettingsKept), len(imp.Endpoints), len(imp.Profiles))
+	if a.crashAt("config") {
+		return errSimulatedCrash
+	}
+	rec := appliedRec{ApplyID: j.ApplyID, AppliedAt: now, Legacy: p.Source.Path, LegacySHA: p.Source.SHA256, Policy: p.Policy, Settings: diff.SettingsAdded, BackupUnit: j.Backups, SettingsKept: diff.SettingsKept}
+	if diff.PolicyChange == policyReplaces || diff.PolicyChange == policyReplacesDefault {
+		rec.PreviousPolicy = diff.CurrentPolicy
+	}
 	for _, k := range p.Keys {
 		rec.KeyIDs, rec.Labels = append(rec.KeyIDs, k.ID), append(rec.Labels, k.Label)
 	}
@@ -399,14 +646,29 @@ func (c LegacyApplyCmd) Run(a *App) error {
 	keychain.SyncDir(mdir)
 	log.printf("applied (%s)", j.ApplyID)
 	proxies := a.applyToProxies(proxyctl.ReloadAll)
-	return a.print(map[string]any{"applied": true, "summary": p.Summary, "backups": j.Backups, "checks": ck.results, "warnings_legacy": p.Warnings, "proxies": proxies}, func(w io.Writer) {
-		fmt.Fprintf(w, "Imported %d API key(s), the policy, %d proxy profile(s), %d engine(s), %d setting(s) from %s.\nBackups: %s\n",
-			len(p.Keys), len(p.Profiles), len(p.Engines), len(p.Settings), p.Source.Path, strings.Join(j.Backups, ", "))
+	return a.print(map[string]any{"applied": true, "summary": p.Summary, "backups": j.Backups, "checks": ck.results, "warnings_legacy": p.Warnings, "install": diff, "proxies": proxies}, func(w io.Writer) {
+		fmt.Fprintf(w, "Imported %d API key(s), %d proxy profile(s), %d engine(s), %d setting(s) from %s.\nBackups: %s\n",
+			len(p.Keys), len(imp.Profiles), len(p.Engines), len(imp.Settings), legacy.Safe(p.Source.Path), strings.Join(j.Backups, ", "))
+		fmt.Fprintf(w, "Policy (new): %s\n", legacy.Safe(string(p.Policy)))
+		diffText(w, diff)
 		for _, x := range p.Warnings {
-			fmt.Fprintf(w, "warning: %s\n", x)
+			fmt.Fprintf(w, "warning: %s\n", legacy.Safe(x))
 		}
 		proxiesText(w, proxies)
 	})
+}
+
+func undoSummary(r undoResult) string {
+	var parts []string
+	if len(r.Removed) > 0 {
+		parts = append(parts, "removed "+strings.Join(r.Removed, ", "))
+	} else {
+		parts = append(parts, "nothing of it was stored")
+	}
+	if len(r.Left) > 0 {
+		parts = append(parts, "left as changed since by another process: "+strings.Join(r.Left, "; "))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func readApplied(dir string) (*appliedRec, error) {
@@ -422,8 +684,10 @@ func readApplied(dir string) (*appliedRec, error) {
 }
 
 // recoverLegacyApply finishes an apply a crash interrupted: committed
-// (applied.json carries its id) → the journal is removed; otherwise both
-// DBs are restored from the journal's backups.
+// (applied.json carries its id) → the journal is removed; otherwise what
+// the journal names is undone (rollbackLegacy). Backups are never
+// restored automatically: they would also undo every write made since by
+// other processes.
 //
 // It only acts when no apply runs: an apply holds migrations/apply.lock for
 // its whole run, and a journal seen while the lock is held elsewhere is an
@@ -459,9 +723,9 @@ func (a *App) recoverLegacyApply() error {
 		}
 	}
 	var j journal
-	if err := json.Unmarshal(b, &j); err != nil || len(j.Backups) == 0 {
-		// Torn before any write (the journal is written before the
-		// first one, atomically): nothing to undo.
+	if err := json.Unmarshal(b, &j); err != nil {
+		// Torn before any write (the journal is written atomically before
+		// the first one): nothing to undo.
 		_ = os.Remove(jp)
 		return nil
 	}
@@ -469,10 +733,28 @@ func (a *App) recoverLegacyApply() error {
 		_ = os.Remove(jp)
 		return nil
 	}
-	if err := a.rollbackLegacy(j); err != nil {
-		return flmerr.Wrap(err, flmerr.MigrationFailed, "an interrupted `flm migrate legacy apply` could not be rolled back: restore %s by hand (docs/guides/MIGRATION_GUIDE.md)", strings.Join(j.Backups, " and "))
+	if j.Version < journalVersion || j.Security == nil || j.Config == nil {
+		// A journal that names only backups (an older flm): restoring
+		// them would undo every write since, so nothing is restored; the
+		// journal is set aside for the manual procedure.
+		if len(j.Backups) == 0 {
+			_ = os.Remove(jp)
+			return nil
+		}
+		aside := filepath.Join(dir, migrationsDir, "apply-"+time.Now().UTC().Format("20060102T150405.000Z")+".interrupted.json")
+		if err := os.Rename(jp, aside); err != nil {
+			return flmerr.Wrap(err, flmerr.IOError, "set aside %s", jp)
+		}
+		keychain.SyncDir(filepath.Dir(jp))
+		a.warn("LEGACY_APPLY_NOT_UNDONE", fmt.Sprintf("an interrupted `flm migrate legacy apply` (started %s) left a journal without undo information (%s): nothing was restored automatically. If `flm check` shows legacy keys or profiles you do not want, follow docs/guides/MIGRATION_GUIDE.md (backups: %s)",
+			j.StartedAt.Format(time.RFC3339), aside, strings.Join(j.Backups, ", ")))
+		return nil
 	}
-	a.warn("LEGACY_APPLY_ROLLED_BACK", fmt.Sprintf("an interrupted `flm migrate legacy apply` (started %s) was rolled back from %s", j.StartedAt.Format(time.RFC3339), strings.Join(j.Backups, ", ")))
+	res, err := a.rollbackLegacy(j)
+	if err != nil {
+		return flmerr.Wrap(err, flmerr.MigrationFailed, "an interrupted `flm migrate legacy apply` could not be undone (the next command retries): if it keeps failing, see docs/guides/MIGRATION_GUIDE.md (backups: %s)", strings.Join(j.Backups, " and "))
+	}
+	a.warn("LEGACY_APPLY_ROLLED_BACK", fmt.Sprintf("an interrupted `flm migrate legacy apply` (started %s) was undone: %s", j.StartedAt.Format(time.RFC3339), undoSummary(res)))
 	return nil
 }
 
@@ -496,42 +778,46 @@ func (a *App) lockLegacyApply(dir string) (func(), error) {
 	return func() { a.legacyLockHeld = false; release() }, nil
 }
 
-// rollbackLegacy restores both DBs from the journal's backups and removes
-// the journal.
-func (a *App) rollbackLegacy(j journal) error {
+// undoResult is what rollbackLegacy removed and what it left.
+type undoResult struct{ Removed, Left []string }
+
+// rollbackLegacy undoes what the journal names — each DB in one
+// transaction, each row only while it still holds what the apply wrote —
+// then removes the journal. Idempotent: a kill during it is finished by
+// the next recovery.
+func (a *App) rollbackLegacy(j journal) (undoResult, error) {
+	var out undoResult
 	dir, err := a.DataDir()
 	if err != nil {
-		return err
+		return out, err
 	}
-	dbs := map[store.Kind]*store.DB{}
-	var keys []store.Key
-	for _, k := range []store.Kind{store.Config, store.Security} {
-		d, err := a.DB(k)
-		if err != nil {
-			return err
-		}
-		dbs[k] = d
-		if key := d.Key(); !key.IsZero() {
-			keys = append(keys, key)
-		}
+	if j.Security == nil || j.Config == nil {
+		return out, flmerr.New(flmerr.Internal, "the journal names nothing to undo")
 	}
-	var unit []store.Backup
-	for _, p := range j.Backups {
-		b, err := store.Inspect(a.ctx, p, keys...)
-		if err != nil {
-			return err
-		}
-		unit = append(unit, b)
+	sec, err := a.DB(store.Security)
+	if err != nil {
+		return out, err
 	}
-	if _, err := store.RestoreUnit(a.ctx, filepath.Join(dir, "backups"), time.Now(), unit, dbs); err != nil {
-		return err
+	rs, err := sec.UndoSecurityImport(a.ctx, *j.Security)
+	if err != nil {
+		return out, err
 	}
+	cfg, err := a.DB(store.Config)
+	if err != nil {
+		return out, err
+	}
+	rc, err := cfg.UndoConfigImport(a.ctx, *j.Config)
+	if err != nil {
+		return out, err
+	}
+	out.Removed = append(rs.Removed, rc.Removed...)
+	out.Left = append(rs.Left, rc.Left...)
 	jp := filepath.Join(dir, migrationsDir, applyJournal)
 	if err := os.Remove(jp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+		return out, err
 	}
 	keychain.SyncDir(filepath.Dir(jp))
-	return nil
+	return out, nil
 }
 
 // compareLegacy compares what is stored with what the legacy file maps to

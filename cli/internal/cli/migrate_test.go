@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -280,5 +281,145 @@ func TestMigrateLegacyRunningApplyIsNotRolledBack(t *testing.T) {
 	}
 	if r := flm(t, dir, "migrate", "legacy", "apply", "--from", f.Path, "--confirm"); r.code == 0 || !strings.Contains(r.stderr, "another `flm migrate legacy apply` is running") {
 		t.Fatalf("second apply = %+v", r)
+	}
+}
+
+// An apply killed after its DB writes leaves its journal. Processes that
+// were already running keep writing (a revocation, a new key, a policy
+// edit). Recovery undoes only the apply's own rows: the imported keys,
+// engines, profiles and settings go, the previous policy comes back only
+// if nobody changed it since, and every later write stays.
+func TestMigrateLegacyUndoKeepsLaterWrites(t *testing.T) {
+	f := legacyFixture(t)
+	mine := `{"ip_whitelist":["192.168.50.0/24"],"cors":{"allowed_origins":[]}}`
+	other := `{"ip_whitelist":["10.9.0.0/16"],"cors":{"allowed_origins":[]}}`
+	crash := func(step string) func(*App) {
+		return func(a *App) { a.ctx = context.WithValue(a.ctx, legacyCrashAt{}, step) }
+	}
+	running := func(a *App) { a.legacyChecked = true } // checked for a journal before the crash
+	policyNow := func(dir string) string {
+		var raw struct {
+			PolicyJSON json.RawMessage `json:"policy_json"`
+		}
+		ok(t, dir, "security", "policy", "show").data(t, &raw)
+		return string(raw.PolicyJSON)
+	}
+	for _, laterPolicy := range []string{"", other} {
+		dir := t.TempDir()
+		ok(t, dir, "security", "policy", "set", "--json", mine)
+		ok(t, dir, "config", "set", "proxy.port", "9443")
+		phone := createKey(t, dir, "phone")
+		if r := flmWith(t, dir, crash("config"), "migrate", "legacy", "apply", "--from", f.Path, "--confirm", "--replace-policy"); r.code == 0 {
+			t.Fatalf("the simulated crash did not stop the apply: %+v", r)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "migrations", "apply.json")); err != nil {
+			t.Fatalf("no journal after the crash: %v", err)
+		}
+		if k, p := legacyState(t, dir); k != len(f.Keys) || p != 2 {
+			t.Fatalf("the crashed apply wrote %d keys, %d profiles", k, p)
+		}
+		// The running process writes after the crash.
+		for _, args := range [][]string{{"api-keys", "revoke", phone.ID}, {"api-keys", "create", "--label", "tablet"}} {
+			if r := flmWith(t, dir, running, args...); r.code != 0 {
+				t.Fatalf("%v: %+v", args, r)
+			}
+		}
+		if laterPolicy != "" {
+			if r := flmWith(t, dir, running, "security", "policy", "set", "--json", laterPolicy); r.code != 0 {
+				t.Fatalf("policy set: %+v", r)
+			}
+		}
+		// The next command recovers.
+		r := flm(t, dir, "api-keys", "list")
+		if r.code != 0 || !strings.Contains(r.stdout, "LEGACY_APPLY_ROLLED_BACK") {
+			t.Fatalf("recovery: %+v", r)
+		}
+		var list keyList
+		r.data(t, &list)
+		got := map[string]bool{} // label → revoked
+		for _, k := range list.APIKeys {
+			got[k.Label] = k.RevokedAt != nil
+		}
+		if len(list.APIKeys) != 2 || !got["phone"] || got["tablet"] {
+			t.Fatalf("after recovery (want phone revoked, tablet active, no legacy key): %s", r.stdout)
+		}
+		if k, p := legacyState(t, dir); k != 0 || p != 0 {
+			t.Fatalf("after recovery: %d legacy keys, %d legacy profiles", k, p)
+		}
+		want := mine
+		if laterPolicy != "" {
+			want = laterPolicy
+			if !strings.Contains(r.stdout, "changed since") {
+				t.Fatalf("recovery does not say it left the changed policy: %s", r.stdout)
+			}
+		}
+		if got := policyNow(dir); !jsonSame([]byte(got), []byte(want)) {
+			t.Fatalf("policy after recovery = %s, want %s", got, want)
+		}
+		var port, lang struct {
+			Value   string `json:"value"`
+			Default bool   `json:"default"`
+		}
+		ok(t, dir, "config", "get", "proxy.port").data(t, &port)
+		ok(t, dir, "config", "get", "preferred_language").data(t, &lang)
+		if port.Value != "9443" || lang.Value != "en" {
+			t.Fatalf("settings after recovery: proxy.port %+v, preferred_language %+v", port, lang)
+		}
+		if o := ok(t, dir, "engines", "list").stdout; strings.Contains(o, "legacy-ollama") {
+			t.Fatalf("the imported engine survived recovery: %s", o)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "migrations", "apply.json")); err == nil {
+			t.Fatal("journal left after recovery")
+		}
+	}
+}
+
+// A legacy setting the install already has is kept and listed; one it
+// has not is added.
+func TestMigrateLegacyAddsOnlyUnsetSettings(t *testing.T) {
+	f := legacyFixture(t)
+	dir := t.TempDir()
+	ok(t, dir, "config", "set", "proxy.port", "9443")
+	var out struct {
+		Install struct {
+			SettingsAdded map[string]string `json:"settings_added"`
+			SettingsKept  []keptSetting     `json:"settings_kept"`
+			PolicyChange  string            `json:"policy_change"`
+		} `json:"install"`
+	}
+	ok(t, dir, "migrate", "legacy", "apply", "--from", f.Path, "--confirm").data(t, &out)
+	if out.Install.SettingsAdded["preferred_language"] != "ja" || len(out.Install.SettingsKept) != 1 || out.Install.SettingsKept[0] != (keptSetting{"proxy.port", "9443", "8090"}) || out.Install.PolicyChange != "replaces_default" {
+		t.Fatalf("install = %+v", out.Install)
+	}
+	var port, lang struct{ Value string }
+	ok(t, dir, "config", "get", "proxy.port").data(t, &port)
+	ok(t, dir, "config", "get", "preferred_language").data(t, &lang)
+	if port.Value != "9443" || lang.Value != "ja" {
+		t.Fatalf("proxy.port %s, preferred_language %s", port.Value, lang.Value)
+	}
+	// Text output says so.
+	dir2 := t.TempDir()
+	ok(t, dir2, "config", "set", "proxy.port", "9443")
+	r := ok(t, dir2, "--format", "text", "migrate", "legacy", "apply", "--from", f.Path, "--confirm")
+	if !strings.Contains(r.stdout, "Setting proxy.port: kept your value 9443 (legacy 8090)") {
+		t.Fatalf("text output:\n%s", r.stdout)
+	}
+}
+
+// Strings of a crafted flm.db reach the terminal escaped: plan's text
+// output carries no ESC, BEL or bidi override.
+func TestMigrateLegacyPlanTextIsEscaped(t *testing.T) {
+	f, err := legacytest.Build(t.TempDir(), legacytest.Options{APIs: []legacytest.API{
+		{ID: "api-\x1b[2J", Name: "chat\x1b]0;pwned\x07", Model: "m\u202e", Port: 8081, Keys: 1},
+	}, Settings: map[string]string{"theme\x1b[31m": "dark"}, Engines: [][2]string{{"ollama\u202e", "http://10.0.0.1:11434"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ok(t, t.TempDir(), "--format", "text", "migrate", "legacy", "plan", "--from", f.Path, "--out", t.TempDir())
+	if strings.ContainsAny(r.stdout, "\x1b\x07\u202e") {
+		t.Fatalf("plan text output carries raw control or bidi characters:\n%q", r.stdout)
+	}
+	if !strings.Contains(r.stdout, `\x1b`) || !strings.Contains(r.stdout, `\u202e`) {
+		t.Fatalf("the crafted strings are not shown escaped:\n%s", r.stdout)
 	}
 }

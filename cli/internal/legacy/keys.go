@@ -110,7 +110,13 @@ func (s *Snapshot) checkKeys(ctx context.Context, enc [][]byte, o Options) error
 	}
 	var tried []string
 	for _, c := range cands {
-		checks, opened := verifyWith(c.key, s.Keys, enc)
+		checks, opened, attempted := verifyWith(c.key, s.Keys, enc)
+		if attempted == 0 {
+			// Every blob was over MaxEncryptedKey: nothing to judge the
+			// AES key by; the keys stay Unverified.
+			s.AESKeySource = c.source
+			return nil
+		}
 		if opened == 0 {
 			tried = append(tried, c.source)
 			continue
@@ -124,18 +130,26 @@ func (s *Snapshot) checkKeys(ctx context.Context, enc [][]byte, o Options) error
 	return badInput("%s: the prototype's AES key (from %s) opens none of its %d api keys: it is the wrong key (another install's?). Remove it, or give the right %s, and retry; nothing was changed", s.Path, strings.Join(tried, " and "), len(s.Keys), KeyFileName)
 }
 
-func verifyWith(key []byte, keys []Key, enc [][]byte) ([]string, int) {
+// verifyWith decrypts every key whose blob was read (not over
+// MaxEncryptedKey) with key: the outcomes, how many opened, how many were
+// tried.
+func verifyWith(key []byte, keys []Key, enc [][]byte) ([]string, int, int) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
-		return nil, 0
+		return nil, 0, 0
 	}
 	gcm, err := cipher.NewGCM(block)
 	if err != nil {
-		return nil, 0
+		return nil, 0, 0
 	}
 	out := make([]string, len(keys))
-	opened := 0
+	opened, attempted := 0, 0
 	for i, k := range keys {
+		if k.EncryptedSize > MaxEncryptedKey {
+			out[i] = Unverified
+			continue
+		}
+		attempted++
 		plain, ok := decrypt(gcm, enc[i])
 		if !ok {
 			out[i] = Undecryptable
@@ -151,5 +165,5 @@ func verifyWith(key []byte, keys []Key, enc [][]byte) ([]string, int) {
 		}
 		clear(plain)
 	}
-	return out, opened
+	return out, opened, attempted
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/unjuno/flm/core/apikey"
 	"github.com/unjuno/flm/core/engine"
@@ -131,21 +133,26 @@ func BuildPlan(snap *Snapshot) (*Plan, error) {
 				t := pk.CreatedAt
 				pk.RevokedAt = &t
 			}
-			p.Warnings = append(p.Warnings, fmt.Sprintf("api key %s belongs to API %s, which no longer exists: imported revoked", k.ID, k.APIID))
+			p.Warnings = append(p.Warnings, fmt.Sprintf("api key %s belongs to API %s, which no longer exists: imported revoked", clip(k.ID), clip(k.APIID)))
 		}
-		if l, err := apikey.ValidateLabel(label); err == nil {
+		// Labels come from the file: a name that is not a valid label (or
+		// carries bidi/format characters that reorder a terminal line) is
+		// replaced by one made of the derived id only.
+		if l, err := apikey.ValidateLabel(label); err == nil && Safe(l) == l {
 			pk.Label = l
 		} else {
-			pk.Label = "legacy " + k.APIID
+			pk.Label = "legacy " + pk.ID
 		}
 		if s, ok := sec[k.APIID]; ok {
 			pk.RPM = min(rpmOf(s), policy.MaxRate)
 		}
-		switch k.Check {
-		case Mismatch:
-			p.Warnings = append(p.Warnings, fmt.Sprintf("api key %s: its decrypted key does not hash to key_hash; imported by key_hash (what the prototype checked): the client holding the key the prototype accepted keeps working", k.ID))
-		case Undecryptable:
-			p.Warnings = append(p.Warnings, fmt.Sprintf("api key %s: the AES key does not open its encrypted_key; imported by key_hash, unverified", k.ID))
+		switch {
+		case k.EncryptedSize > MaxEncryptedKey:
+			p.Warnings = append(p.Warnings, fmt.Sprintf("api key %s: its encrypted_key is %d bytes (a prototype key seals to under 100): not read nor decrypted; imported by key_hash, unverified", clip(k.ID), k.EncryptedSize))
+		case k.Check == Mismatch:
+			p.Warnings = append(p.Warnings, fmt.Sprintf("api key %s: its decrypted key does not hash to key_hash; imported by key_hash (what the prototype checked): the client holding the key the prototype accepted keeps working", clip(k.ID)))
+		case k.Check == Undecryptable:
+			p.Warnings = append(p.Warnings, fmt.Sprintf("api key %s: the AES key does not open its encrypted_key; imported by key_hash, unverified", clip(k.ID)))
 		}
 		p.Keys = append(p.Keys, pk)
 	}
@@ -168,24 +175,38 @@ func BuildPlan(snap *Snapshot) (*Plan, error) {
 			allowAll = true
 			continue
 		}
+		// An API that restricted its clients must stay restricted: a
+		// list FLM cannot read, or one none of whose entries FLM accepts,
+		// is refused rather than mapped to "every address" (an empty
+		// ip_whitelist) — the prototype's listener matched none of them.
 		var list []string
 		if err := json.Unmarshal([]byte(s.IPWhitelist), &list); err != nil {
-			p.Dropped = append(p.Dropped, Dropped{"api_security_settings.ip_whitelist of API " + a.Name, "not a JSON list of strings; the API is treated as unrestricted"})
+			return nil, badInput("%s: API %s (%s) restricts its clients with ip_whitelist %q, which is not a JSON list of addresses; FLM would have to allow every address. Correct it in the prototype (or in a copy of its flm.db) and retry; nothing was changed", snap.Path, Safe(clip(a.Name)), Safe(clip(a.ID)), Safe(clip(s.IPWhitelist)))
+		}
+		if len(list) == 0 {
 			allowAll = true
 			continue
 		}
 		restricted = true
+		usable := 0
+		var bad []string
 		for _, ip := range list {
 			ip = strings.TrimSpace(ip)
-			if ip == "" || slices.Contains(ips, ip) {
+			if slices.Contains(ips, ip) {
+				usable++
 				continue
 			}
 			probe := policy.Policy{IPWhitelist: []string{ip}}
-			if _, err := policy.Parse(probe.Document()); err != nil {
+			if _, err := policy.Parse(probe.Document()); ip == "" || err != nil {
+				bad = append(bad, strconv.Quote(Safe(clip(ip))))
 				p.Dropped = append(p.Dropped, Dropped{fmt.Sprintf("ip_whitelist entry %q of API %s", clip(ip), a.Name), "not an IP address or CIDR FLM accepts"})
 				continue
 			}
 			ips = append(ips, ip)
+			usable++
+		}
+		if usable == 0 {
+			return nil, badInput("%s: API %s (%s) allows only the addresses %s, none of which is an IP address or CIDR FLM accepts; mapping it would allow every address. Correct the entries in the prototype (or in a copy of its flm.db) and retry; nothing was changed", snap.Path, Safe(clip(a.Name)), Safe(clip(a.ID)), strings.Join(bad, ", "))
 		}
 	}
 	for _, s := range snap.Security {
@@ -272,6 +293,20 @@ func BuildPlan(snap *Snapshot) (*Plan, error) {
 	for _, c := range snap.ExtraColumns {
 		p.Dropped = append(p.Dropped, Dropped{"column " + c, "not part of the documented prototype schema"})
 	}
+	// Everything the file named ends up printed: no control or bidi
+	// characters (terminal escapes, reordered lines) survive.
+	for i := range p.Dropped {
+		p.Dropped[i].What, p.Dropped[i].Why = Safe(p.Dropped[i].What), Safe(p.Dropped[i].Why)
+	}
+	for i := range p.Warnings {
+		p.Warnings[i] = Safe(p.Warnings[i])
+	}
+	for i := range p.Profiles {
+		p.Profiles[i].API = Safe(p.Profiles[i].API)
+	}
+	for i := range p.Engines {
+		p.Engines[i].From = Safe(p.Engines[i].From)
+	}
 	active := 0
 	for _, k := range p.Keys {
 		if k.RevokedAt == nil {
@@ -291,4 +326,39 @@ func (p *Plan) Records() []apikey.Record {
 		out[i] = apikey.Record{ID: k.ID, Label: k.Label, Hash: k.Hash, CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt, RPM: k.RPM, Legacy: true}
 	}
 	return out
+}
+
+// Safe returns s with every character that is not printable (control
+// characters such as ESC, bidi overrides and other format characters,
+// invalid UTF-8) escaped as \xNN, \uNNNN or \UNNNNNNNN: strings read from a
+// legacy file are printed only through it.
+func Safe(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsPrint(r) && r != utf8.RuneError:
+			b.WriteRune(r)
+		case r < 0x80:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r <= 0xffff:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			fmt.Fprintf(&b, `\U%08x`, r)
+		}
+		i += n
+	}
+	return b.String()
 }

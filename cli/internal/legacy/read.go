@@ -61,7 +61,17 @@ type Key struct {
 	// Check is what decrypting the key said: see Verified, Mismatch,
 	// Unverified, Undecryptable.
 	Check string
+	// EncryptedSize is the size of encrypted_key in bytes. Above
+	// MaxEncryptedKey the blob is not read at all (the key stays
+	// Unverified).
+	EncryptedSize int64
 }
+
+// MaxEncryptedKey caps the encrypted_key read per row: a prototype key is
+// 32 characters, so its sealed form is 60 bytes (80 as base64 text). A
+// larger blob (a crafted file) is not loaded or decrypted: that key is
+// imported by key_hash, unverified, with a warning.
+const MaxEncryptedKey = 4096
 
 // Key check outcomes.
 const (
@@ -93,8 +103,12 @@ type Engine struct {
 
 // Snapshot is everything read from one legacy file.
 type Snapshot struct {
-	Path   string `json:"path"`
+	Path string `json:"path"`
+	// SHA256 is the SHA-256 of flm.db, followed, when flm.db-wal is
+	// present and not empty, by the bytes of the WAL (whose frames are
+	// part of the database's content); WAL tells which.
 	SHA256 string `json:"sha256"`
+	WAL    bool   `json:"wal,omitempty"`
 	// Migration is the highest version in its migrations table (0: none).
 	Migration int `json:"migration_version"`
 	// AESKeySource: "keychain", "file" (encryption_key.bin) or "none".
@@ -152,11 +166,11 @@ func Locate(from string) (string, error) {
 
 // Read reads the legacy file at path (see Locate) and checks its keys.
 func Read(ctx context.Context, path string, o Options) (*Snapshot, error) {
-	sum, err := checkHeader(path)
+	sum, wal, err := checkHeader(path)
 	if err != nil {
 		return nil, err
 	}
-	snap := &Snapshot{Path: path, SHA256: sum}
+	snap := &Snapshot{Path: path, SHA256: sum, WAL: wal}
 	q := url.Values{"mode": {"ro"}, "_pragma": {fmt.Sprintf("busy_timeout(%d)", busyWait.Milliseconds()), "query_only(1)"}}
 	u := url.URL{Scheme: "file", OmitHost: true, Path: filepath.ToSlash(path), RawQuery: q.Encode()}
 	db, err := sqlitedriver.Open(u.String())
@@ -184,8 +198,34 @@ func Read(ctx context.Context, path string, o Options) (*Snapshot, error) {
 var sqliteMagic = []byte("SQLite format 3\x00")
 
 // checkHeader refuses what is not a whole SQLite file before SQLite sees
-// it, and returns the file's SHA-256 (recorded by apply for flm check).
-func checkHeader(path string) (string, error) {
+// it, and returns the file's SHA-256 (recorded by apply: the same file is
+// not applied twice) and whether a -wal file was hashed with it.
+func checkHeader(path string) (string, bool, error) {
+	sum, err := headerSum(path)
+	if err != nil {
+		return "", false, err
+	}
+	// The prototype (sqlx) keeps flm.db in WAL mode: rows still in
+	// flm.db-wal are part of the database, so the same flm.db with another
+	// WAL is another state. The hash covers both; without a WAL it is the
+	// plain SHA-256 of flm.db (what sha256sum prints).
+	w, err := os.Open(path + "-wal")
+	if err != nil {
+		return sum, false, nil
+	}
+	defer w.Close()
+	if st, err := w.Stat(); err != nil || st.Size() == 0 {
+		return sum, false, nil
+	}
+	h := sha256.New()
+	h.Write([]byte("flm.db sha256 " + sum + "\n"))
+	if _, err := io.Copy(h, w); err != nil {
+		return "", false, badInput("cannot read %s-wal: %v", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), true, nil
+}
+
+func headerSum(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", badInput("cannot open %s: %v", path, err)
@@ -258,7 +298,9 @@ func (s *Snapshot) readAll(ctx context.Context, tx *sql.Tx, enc *[][]byte) error
 	}
 
 	kc := cols("api_keys")
-	sel := `SELECT id, api_id, key_hash, encrypted_key, created_at, ` + orNull(kc, "updated_at") + `, ` + orNull(kc, "revoked_at") + `, ` + orNull(kc, "is_active") + ` FROM api_keys ORDER BY created_at, id`
+	// A blob above MaxEncryptedKey is not even loaded (octet_length reads
+	// the record header only).
+	sel := `SELECT id, api_id, key_hash, CASE WHEN octet_length(encrypted_key) > ` + strconv.Itoa(MaxEncryptedKey) + ` THEN NULL ELSE encrypted_key END, COALESCE(octet_length(encrypted_key), 0), created_at, ` + orNull(kc, "updated_at") + `, ` + orNull(kc, "revoked_at") + `, ` + orNull(kc, "is_active") + ` FROM api_keys ORDER BY created_at, id`
 	rows, err = tx.QueryContext(ctx, sel)
 	if err != nil {
 		return err
@@ -267,7 +309,7 @@ func (s *Snapshot) readAll(ctx context.Context, tx *sql.Tx, enc *[][]byte) error
 		var k Key
 		var blob []byte
 		var created, updated, revoked, active any
-		if err := rows.Scan(&k.ID, &k.APIID, &k.Hash, &blob, &created, &updated, &revoked, &active); err != nil {
+		if err := rows.Scan(&k.ID, &k.APIID, &k.Hash, &blob, &k.EncryptedSize, &created, &updated, &revoked, &active); err != nil {
 			rows.Close()
 			return fmt.Errorf("api_keys: %w", err)
 		}
