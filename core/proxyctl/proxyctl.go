@@ -116,6 +116,13 @@ func (c Config) Validate() error {
 			if c.DNSProvider == "" {
 				return fmt.Errorf("dns-01 needs --dns-provider (see `flm security dns-providers`)")
 			}
+			// A DNS provider's API client and the propagation check (plain
+			// DNS queries) open their own connections: they cannot be
+			// carried by the SOCKS egress, so dns-01 would leak where a
+			// Tor/SOCKS5 user asked for none.
+			if c.Egress.Mode == EgressTor || c.Egress.Mode == EgressSOCKS5 {
+				return fmt.Errorf("dns-01 cannot go through the %s egress (the DNS provider's API and the propagation check use their own connections); use --acme-challenge http-01 or tls-alpn-01, whose CA traffic goes through it", c.Egress.Mode)
+			}
 		default:
 			return fmt.Errorf("acme challenge %q: want http-01, tls-alpn-01 or dns-01", c.ACMEChallenge)
 		}

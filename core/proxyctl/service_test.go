@@ -94,6 +94,10 @@ func TestCheckRefusesInvalidConfigs(t *testing.T) {
 		mod(func(c *proxyctl.Config) { acme(c); c.ACMEChallenge = "dns-02" }),
 		mod(func(c *proxyctl.Config) { acme(c); c.ACMEChallenge = proxyctl.ChallengeDNS01 }), // no provider
 		mod(func(c *proxyctl.Config) { c.Egress.Mode = proxyctl.EgressSOCKS5 }),              // no endpoint
+		mod(func(c *proxyctl.Config) {
+			acme(c)
+			c.ACMEChallenge, c.DNSProvider, c.Egress.Mode = proxyctl.ChallengeDNS01, "cloudflare", proxyctl.EgressTor
+		}), // dns-01 would leak around the egress
 		mod(func(c *proxyctl.Config) { c.Egress.Mode = "vpn" }),
 	} {
 		if err := svc.Check(c); code(err) != flmerr.ProxyInvalidConfig {

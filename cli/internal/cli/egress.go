@@ -96,11 +96,27 @@ func driversVia(getenv func(string) string, d *egress.Dialer) map[engine.Kind]en
 }
 
 // storedEgress is the egress outside a proxy (`engines detect`, `models
-// list`): that of the proxy started most recently (proxy_profiles), direct
-// when none was. A SOCKS egress that is down makes remote engines
-// error-network, never reached directly; a proxy that fell back to direct
-// at its start does not make the CLI do the same.
+// list`, the UI's status). The strictest wins: while any recorded proxy
+// uses tor or socks5, the most recently started of those; otherwise that
+// of the proxy started most recently (proxy_profiles), direct when none
+// was. Starting a second, plain proxy never makes detection go around a
+// Tor proxy that still runs. A SOCKS egress that is down makes remote
+// engines error-network, never reached directly; a proxy that fell back
+// to direct at its start does not make the CLI do the same.
 func (a *App) storedEgress(d *store.DB) (*egress.Dialer, error) {
+	hs, err := store.Handles{DB: d}.List(a.ctx)
+	if err != nil {
+		return nil, err
+	}
+	var socks *proxyctl.Handle
+	for i := range hs {
+		if hs[i].Egress.Mode != proxyctl.EgressDirect && hs[i].Egress.Mode != "" && (socks == nil || hs[i].StartedAt.After(socks.StartedAt)) {
+			socks = &hs[i]
+		}
+	}
+	if socks != nil {
+		return a.newEgress(proxyctl.Egress{Mode: socks.Egress.Mode, SOCKS5Endpoint: socks.Egress.SOCKS5Endpoint})
+	}
 	cfg, ok, err := store.Handles{DB: d}.LatestProfile(a.ctx)
 	if err != nil {
 		return nil, err
