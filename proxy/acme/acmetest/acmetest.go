@@ -51,6 +51,10 @@ type Config struct {
 	// Profiles adds certificate profiles: name → validity. "default" (90
 	// days) is always there.
 	Profiles map[string]time.Duration
+	// DirectoryNames are extra DNS names the directory's TLS certificate
+	// covers (besides localhost and the loopback addresses), for reaching
+	// the CA by a name only a SOCKS server resolves.
+	DirectoryNames []string
 }
 
 // CA is a running Pebble with its challenge test server.
@@ -158,7 +162,7 @@ func Start(t testing.TB, cfg Config) *CA {
 	pebbleBin := Binary(t, "pebble")
 	challBin := Binary(t, "pebble-challtestsrv")
 	dir := t.TempDir()
-	certFile, keyFile, rootsFile, roots := wfeCert(t, dir)
+	certFile, keyFile, rootsFile, roots := wfeCert(t, dir, cfg.DirectoryNames)
 
 	dnsPort, challMgmt := freeUDPTCPPort(t), freePort(t)
 	ca := &CA{t: t, RootsFile: rootsFile, Roots: roots, DNSServer: fmt.Sprintf("127.0.0.1:%d", dnsPort), chall: fmt.Sprintf("127.0.0.1:%d", challMgmt)}
@@ -397,7 +401,7 @@ func (ca *CA) HTTPReqEndpoint(t testing.TB) string {
 }
 
 // wfeCert makes a CA and a loopback certificate for Pebble's listeners.
-func wfeCert(t testing.TB, dir string) (certFile, keyFile, rootsFile string, roots *x509.CertPool) {
+func wfeCert(t testing.TB, dir string, names []string) (certFile, keyFile, rootsFile string, roots *x509.CertPool) {
 	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	now := time.Now()
@@ -415,7 +419,7 @@ func wfeCert(t testing.TB, dir string) (certFile, keyFile, rootsFile string, roo
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		DNSNames: append([]string{"localhost"}, names...), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
