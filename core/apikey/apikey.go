@@ -138,6 +138,30 @@ func LegacyWellFormed(s string) bool {
 	return true
 }
 
+// View is a key as front ends show it (CLI list/update, the UI): never
+// the key, never its hash.
+type View struct {
+	ID        string     `json:"id"`
+	Label     string     `json:"label"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at"`
+	// Models is null for every model.
+	Models      []string   `json:"models"`
+	RPM         int        `json:"rpm"`
+	ExpiresAt   *time.Time `json:"expires_at"`
+	Expired     bool       `json:"expired"`
+	ExpiresSoon bool       `json:"expires_soon"`
+	// Legacy: imported from the prototype (flm migrate legacy).
+	Legacy bool `json:"legacy"`
+}
+
+// View describes r at now.
+func (r Record) View(now time.Time) View {
+	return View{ID: r.ID, Label: r.Label, CreatedAt: r.CreatedAt, RevokedAt: r.RevokedAt,
+		Models: r.Models, RPM: r.RPM, ExpiresAt: r.ExpiresAt,
+		Expired: r.Active() && r.Expired(now), ExpiresSoon: r.ExpiresSoon(now), Legacy: r.Legacy}
+}
+
 // Issued is a freshly created key. Plain is shown to the user once and then
 // forgotten.
 type Issued struct {

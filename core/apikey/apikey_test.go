@@ -3,6 +3,7 @@ package apikey_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -441,5 +442,25 @@ func TestRotateExpiringPartialFailure(t *testing.T) {
 	}
 	if len(res.Failed) != 1 || res.Failed[0].ID != ids[1] || res.Failed[0].Err == nil {
 		t.Fatalf("failed %+v", res.Failed)
+	}
+}
+
+// A View never carries the key's hash, and says whether it is expired.
+func TestViewHidesTheHash(t *testing.T) {
+	now := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	past := now.Add(-time.Hour)
+	r := apikey.Record{ID: "key_1", Label: "phone", Hash: strings.Repeat("ab", 32), CreatedAt: now.Add(-48 * time.Hour), ExpiresAt: &past, Legacy: true}
+	v := r.View(now)
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), r.Hash) || !v.Expired || !v.Legacy || v.Label != "phone" {
+		t.Fatalf("view = %s", b)
+	}
+	revoked := now
+	r.RevokedAt = &revoked
+	if r.View(now).Expired {
+		t.Fatal("a revoked key is shown as expired rather than revoked")
 	}
 }

@@ -72,28 +72,11 @@ func lifetimeFlag(name, v string) (time.Duration, error) {
 	return d, nil
 }
 
-// keyOut is a key as list and update show it: never the key, never its
-// hash.
-type keyOut struct {
-	ID        string     `json:"id"`
-	Label     string     `json:"label"`
-	CreatedAt time.Time  `json:"created_at"`
-	RevokedAt *time.Time `json:"revoked_at"`
-	// Models is null for every model.
-	Models      []string   `json:"models"`
-	RPM         int        `json:"rpm"`
-	ExpiresAt   *time.Time `json:"expires_at"`
-	Expired     bool       `json:"expired"`
-	ExpiresSoon bool       `json:"expires_soon"`
-	// Legacy: imported from the prototype (flm migrate legacy).
-	Legacy bool `json:"legacy"`
-}
+// keyOut is a key as list and update show it (apikey.View): never the
+// key, never its hash.
+type keyOut = apikey.View
 
-func newKeyOut(r apikey.Record, now time.Time) keyOut {
-	return keyOut{ID: r.ID, Label: r.Label, CreatedAt: r.CreatedAt, RevokedAt: r.RevokedAt,
-		Models: r.Models, RPM: r.RPM, ExpiresAt: r.ExpiresAt,
-		Expired: r.Active() && r.Expired(now), ExpiresSoon: r.ExpiresSoon(now), Legacy: r.Legacy}
-}
+func newKeyOut(r apikey.Record, now time.Time) keyOut { return r.View(now) }
 
 func keyStatus(r apikey.Record, now time.Time) string {
 	switch {
