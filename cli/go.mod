@@ -10,6 +10,7 @@ require (
 	github.com/ncruces/go-sqlite3/gormlite v0.34.0
 	golang.org/x/sys v0.50.0
 	gorm.io/gorm v1.31.2
+	rsc.io/qr v0.2.0
 )
 
 require (

@@ -4,6 +4,7 @@
 // starts `flm ui` and a fake engine and passes:
 //   FLM_UI_URL     the URL flm ui printed (with #token=…)
 //   PROXY_PORT     a free port for the proxy the test starts
+//   WIZARD_PORT    a free port (and port+1) for the wizard's proxy
 //   ARTIFACTS      where screenshots go
 //   CHROMIUM       the browser executable (default /usr/bin/chromium)
 // It prints one JSON line with what it saw, and exits 1 on any failure.
@@ -14,9 +15,10 @@ import { join } from 'node:path';
 
 const url = process.env.FLM_UI_URL;
 const proxyPort = process.env.PROXY_PORT;
+const wizardPort = process.env.WIZARD_PORT;
 const out = process.env.ARTIFACTS;
 const exe = process.env.CHROMIUM || '/usr/bin/chromium';
-if (!url || !proxyPort || !out) { console.error('FLM_UI_URL, PROXY_PORT and ARTIFACTS are required'); process.exit(2); }
+if (!url || !proxyPort || !wizardPort || !out) { console.error('FLM_UI_URL, PROXY_PORT, WIZARD_PORT and ARTIFACTS are required'); process.exit(2); }
 mkdirSync(out, { recursive: true });
 const base = new URL(url).origin;
 const profile = mkdtempSync(join(tmpdir(), 'flm-uitest-'));
@@ -137,6 +139,100 @@ try {
   await shot('en-chat'); step('chat streamed');
   Object.assign(seen, { answer, ttft, tps, parts: grew.length });
 
+  // The setup wizard: LAN → dev-selfsigned → policy (the test's CIDR) →
+  // firewall preview for each tool (never applied) → first key → a proxy
+  // started by the wizard → a test chat through it.
+  await page.click('a[data-nav=wizard]');
+  await page.locator('#wizard-h').waitFor({ state: 'visible' });
+  await page.locator('#wz-tool option').first().waitFor({ state: 'attached', timeout: T });
+  await shot('en-wizard-exposure');
+  await page.check('#wz-exp-lan');
+  await page.click('#wz-next');
+  await page.locator('fieldset[data-step=tls]').waitFor({ state: 'visible', timeout: T });
+  await page.fill('#wz-port', 'x');
+  await page.click('#wz-next');
+  await page.locator('#err-wz-port', { hasText: 'port' }).waitFor({ timeout: T });
+  await page.check('#wz-mode-self');
+  check(await page.isHidden('#wz-installca'), 'no install-ca for dev-selfsigned');
+  await page.fill('#wz-port', wizardPort);
+  await shot('en-wizard-tls');
+  await page.click('#wz-next');
+  await page.locator('fieldset[data-step=policy]').waitFor({ state: 'visible', timeout: T });
+  check((await page.inputValue('#wz-ip_whitelist')).startsWith('127.0.0.1\n::1'), 'allowlist suggested');
+  await page.fill('#wz-ip_whitelist', '127.0.0.1\n::1\n192.168.77.0/33');
+  await page.click('#wz-next');
+  await page.locator('#err-wz-ip_whitelist', { hasText: 'ip_whitelist[2]' }).waitFor({ timeout: T });
+  await shot('en-wizard-policy-error');
+  await page.fill('#wz-ip_whitelist', '127.0.0.1\n::1\n192.168.77.0/24');
+  await page.click('#wz-next');
+  await page.locator('fieldset[data-step=firewall]').waitFor({ state: 'visible', timeout: T });
+  check(await page.inputValue('#wz-cidr') === '192.168.77.0/24', 'CIDR from the policy step');
+  const p1 = String(Number(wizardPort) + 1);
+  const expect = {
+    ufw: 'ufw allow proto tcp from 192.168.77.0/24 to any port ' + p1 + ' comment flm-proxy',
+    firewalld: 'rule family="ipv4" source address="192.168.77.0/24" port port="' + wizardPort + '" protocol="tcp" accept',
+    nftables: 'ip saddr 192.168.77.0/24 tcp dport \'{ ' + wizardPort + ', ' + p1 + ' }\' accept',
+  };
+  for (const [tool, text] of Object.entries(expect)) {
+    await page.selectOption('#wz-tool', tool);
+    await page.click('#wz-fw-preview');
+    await page.locator('#wz-fw-apply', { hasText: text }).waitFor({ timeout: T });
+    await shot('en-wizard-firewall-' + tool);
+  }
+  await page.fill('#wz-cidr', '192.168.77.0/24; reboot');
+  await page.click('#wz-fw-preview');
+  await page.locator('#err-wz-cidr', { hasText: 'CIDR' }).waitFor({ timeout: T });
+  check(await page.isHidden('#wz-fw-out'), 'no commands for a hostile CIDR');
+  await page.fill('#wz-cidr', '192.168.77.0/24');
+  await page.click('#wz-fw-preview');
+  await page.locator('#wz-fw-out').waitFor({ state: 'visible', timeout: T });
+  // Apply without consent is refused (and nothing runs).
+  if (await page.isEnabled('#wz-fw-applybtn')) {
+    await page.click('#wz-fw-applybtn');
+    await page.locator('#err-wz-consent', { hasText: 'agree' }).waitFor({ timeout: T });
+  } else {
+    check(await page.isVisible('#wz-fw-noroot'), 'the no-root note is shown');
+  }
+  step('wizard firewall preview');
+  await page.click('#wz-next');
+  await page.locator('fieldset[data-step=key]').waitFor({ state: 'visible', timeout: T });
+  await page.fill('#wz-key-label', 'wizard-key');
+  await page.click('#wz-key-create');
+  await page.locator('#wz-key-created').waitFor({ state: 'visible', timeout: T });
+  check(/^flm_/.test((await page.textContent('#wz-key-plain')).trim()), 'wizard key shown');
+  await shot('en-wizard-key');
+  await page.click('#wz-next');
+  await page.locator('fieldset[data-step=chat]').waitFor({ state: 'visible', timeout: T });
+  // Tests listen on loopback only: the LAN bind the wizard suggests is
+  // replaced by 127.0.0.1.
+  check(await page.inputValue('#wz-bind') === '0.0.0.0', 'LAN bind suggested');
+  await page.fill('#wz-bind', '127.0.0.1');
+  await page.click('#wz-start');
+  await page.locator('#wz-chat-msg', { hasText: /started|Error/ }).waitFor({ timeout: 40000 });
+  check((await page.textContent('#wz-chat-msg')).includes('started'), 'wizard proxy: ' + await page.textContent('#wz-chat-msg'));
+  await page.locator('#wz-model option', { hasText: 'flm://ollama/' }).first().waitFor({ state: 'attached', timeout: T });
+  await page.click('#wz-chat-send');
+  await page.locator('#wz-chat-msg', { hasText: /It works|Error/ }).waitFor({ timeout: 30000 });
+  check((await page.textContent('#wz-chat-msg')).startsWith('It works'), 'wizard chat: ' + await page.textContent('#wz-chat-msg'));
+  check((await page.textContent('#wz-chat-out')).length > 0, 'wizard chat answer');
+  await shot('en-wizard-chat');
+  await page.click('#wz-next');
+  await page.locator('fieldset[data-step=done]').waitFor({ state: 'visible', timeout: T });
+  await shot('en-wizard-done');
+  step('wizard chat');
+
+  // Status: the wizard's proxy (a QR code of its LAN URL would show for
+  // a LAN bind; TestQRCode checks the image).
+  await page.click('a[data-nav=status]');
+  await page.locator('#status-proxies article[data-proxy="proxy-' + wizardPort + '"]').waitFor({ timeout: T });
+  const qr = page.locator('#status-proxies article[data-proxy="proxy-' + wizardPort + '"] figure.qr img');
+  if (await qr.count() > 0) {
+    await page.waitForFunction((sel) => { const i = document.querySelector(sel); return i && i.complete && i.naturalWidth > 0; },
+      '#status-proxies article[data-proxy="proxy-' + wizardPort + '"] figure.qr img', { timeout: T });
+    seen.qr = true;
+  }
+  await shot('en-status-qr');
+
   // Phone-sized screen.
   await page.setViewportSize({ width: 390, height: 844 });
   await page.click('a[data-nav=status]');
@@ -165,6 +261,30 @@ try {
   await page.locator('#err-cors_origins', { hasText: 'cors.allowed_origins[0]' }).waitFor({ timeout: T });
   await shot('ja-policy-error');
   step('ja');
+
+  // The setup wizard in Japanese, to the firewall preview (nothing is
+  // applied: the test never changes this machine's firewall).
+  await page.click('a[data-nav=wizard]');
+  await page.locator('#wizard-h', { hasText: 'セットアップ' }).waitFor({ state: 'visible', timeout: T });
+  await page.locator('#wz-tool option').first().waitFor({ state: 'attached', timeout: T });
+  await page.check('#wz-exp-lan');
+  await shot('ja-wizard-exposure');
+  await page.click('#wz-next');
+  await page.locator('fieldset[data-step=tls]').waitFor({ state: 'visible', timeout: T });
+  check(await page.isVisible('#wz-installca-cmd'), 'install-ca command shown for packaged-ca');
+  await page.fill('#wz-port', wizardPort);
+  await shot('ja-wizard-tls');
+  await page.click('#wz-next');
+  await page.locator('fieldset[data-step=policy]').waitFor({ state: 'visible', timeout: T });
+  await page.fill('#wz-ip_whitelist', '127.0.0.1\n::1\n192.168.77.0/24');
+  await page.click('#wz-next');
+  await page.locator('fieldset[data-step=firewall]').waitFor({ state: 'visible', timeout: T });
+  check(await page.inputValue('#wz-cidr') === '192.168.77.0/24', 'CIDR from the policy step');
+  await page.selectOption('#wz-tool', 'firewalld');
+  await page.click('#wz-fw-preview');
+  await page.locator('#wz-fw-apply', { hasText: 'firewall-cmd' }).waitFor({ timeout: T });
+  await shot('ja-wizard-firewall');
+  step('ja wizard');
 
   // Keyboard: a nav link works with Enter and moves focus to the screen.
   await page.focus('a[data-nav=keys]');

@@ -6,9 +6,12 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 
+	"github.com/unjuno/flm/cli/internal/truststore"
 	"github.com/unjuno/flm/cli/internal/ui"
 	"github.com/unjuno/flm/core/flmerr"
 	"github.com/unjuno/flm/core/proxyctl"
@@ -46,14 +49,31 @@ func (a *App) uiServices() (ui.Services, error) {
 	if err != nil {
 		return ui.Services{}, err
 	}
+	dir, err := a.DataDir()
+	if err != nil {
+		return ui.Services{}, err
+	}
+	flm := "flm --data-dir " + shellQuote(dir)
 	return ui.Services{
+		// The wizard's firewall step runs commands only for a root UI and
+		// the user's consent; logs and rollback scripts go to
+		// <data>/logs/security. install-ca is shown, never run: as the
+		// data dir's owner first (it creates the local CA and exports its
+		// certificate), then with root rights.
+		Wizard: ui.Wizard{
+			LogDir:   filepath.Join(dir, "logs", "security"),
+			LookPath: exec.LookPath,
+			Run:      runArgv,
+			InstallCACommand: flm + " security install-ca\n" +
+				truststore.SudoHint(flm+" security install-ca"),
+		},
 		Keys: keys, Policy: pol, Proxies: prox, Engines: det,
 		Apply: func(_ context.Context, parts proxyctl.Parts) []proxyctl.Result { return a.applyToProxies(parts) },
 		DefaultPort: func(ctx context.Context) (int, error) {
 			return set.Int(ctx, settings.ProxyPort)
 		},
 		ChatClient: func(base string) *http.Client {
-			_, c, _ := a.chatTarget(base)
+			_, c, _ := a.chatTarget(base, "")
 			return c
 		},
 	}, nil
@@ -113,4 +133,15 @@ func openBrowser(url string) error {
 	}
 	go func() { _ = cmd.Wait() }()
 	return nil
+}
+
+// runArgv runs a firewall command of the wizard: argv as a program, never
+// through a shell (the nftables rollback's sh -c script is fixed text of
+// the firewall package), with stdin; combined output.
+func runArgv(ctx context.Context, argv []string, stdin string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	return cmd.CombinedOutput()
 }

@@ -292,6 +292,10 @@ func (s *Server) apiStartProxy(w http.ResponseWriter, r *http.Request) {
 		EgressMode     string `json:"egress_mode"`
 		SOCKS5Endpoint string `json:"socks5_endpoint"`
 		FailOpen       bool   `json:"fail_open"`
+		ACMEDomain     string `json:"acme_domain"`
+		ACMEEmail      string `json:"acme_email"`
+		ACMEChallenge  string `json:"acme_challenge"`
+		DNSProvider    string `json:"dns_provider"`
 	}
 	if !decode(w, r, &in) {
 		return
@@ -308,6 +312,20 @@ func (s *Server) apiStartProxy(w http.ResponseWriter, r *http.Request) {
 	}
 	cfg.Egress.SOCKS5Endpoint = strings.TrimSpace(in.SOCKS5Endpoint)
 	cfg.Egress.FailOpen = in.FailOpen
+	if cfg.Mode == proxyctl.HTTPSACME {
+		cfg.ACMEDomain = strings.TrimSpace(in.ACMEDomain)
+		cfg.ACMEEmail = strings.TrimSpace(in.ACMEEmail)
+		cfg.ACMEChallenge = strings.TrimSpace(in.ACMEChallenge)
+		cfg.DNSProvider = strings.TrimSpace(in.DNSProvider)
+		if cfg.ACMEDomain == "" {
+			writeFieldError(w, http.StatusBadRequest, flmerr.New(flmerr.InvalidArgument, "https-acme needs the domain this machine is reached at (its DNS A/AAAA record)"), "acme_domain")
+			return
+		}
+		if cfg.ACMEChallenge == proxyctl.ChallengeDNS01 && cfg.DNSProvider == "" {
+			writeFieldError(w, http.StatusBadRequest, flmerr.New(flmerr.InvalidArgument, "dns-01 needs a DNS provider (see `flm security dns-providers`)"), "dns_provider")
+			return
+		}
+	}
 	if p := strings.TrimSpace(in.Port); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil {

@@ -115,7 +115,7 @@ func TestBrowser(t *testing.T) {
 
 	run := exec.CommandContext(ctx, node, filepath.Join(root, "tools/uitest/ui.mjs"))
 	run.Dir = filepath.Join(root, "tools/uitest")
-	run.Env = append(os.Environ(), "FLM_UI_URL="+printed.Data.URL, "PROXY_PORT="+strconv.Itoa(freePort(t)),
+	run.Env = append(os.Environ(), "FLM_UI_URL="+printed.Data.URL, "PROXY_PORT="+strconv.Itoa(freePort(t)), "WIZARD_PORT="+strconv.Itoa(freePortPair(t)),
 		"ARTIFACTS="+artifacts, "CHROMIUM="+chromium)
 	out, err := run.Output()
 	var seen struct {
@@ -126,6 +126,7 @@ func TestBrowser(t *testing.T) {
 		TTFT   string   `json:"ttft"`
 		TPS    string   `json:"tps"`
 		Parts  int      `json:"parts"`
+		QR     bool     `json:"qr"`
 	}
 	_ = json.Unmarshal(lastLine(out), &seen)
 	if err != nil || seen.Error != "" {
@@ -144,14 +145,20 @@ func TestBrowser(t *testing.T) {
 		} `json:"data"`
 	}
 	_ = json.Unmarshal(keys, &kl)
-	if len(kl.Data.APIKeys) != 2 || kl.Data.APIKeys[0].Label != "old-laptop" || kl.Data.APIKeys[0].RevokedAt == nil || kl.Data.APIKeys[1].RevokedAt != nil {
+	if len(kl.Data.APIKeys) != 3 || kl.Data.APIKeys[0].Label != "old-laptop" || kl.Data.APIKeys[0].RevokedAt == nil || kl.Data.APIKeys[1].RevokedAt != nil ||
+		kl.Data.APIKeys[2].Label != "wizard-key" {
 		t.Fatalf("api-keys list after the browser run: %s", keys)
 	}
-	if pol := flmJSON(t, bin, dir, env, "security", "policy", "show"); !bytes.Contains(pol, []byte(`"ip_whitelist":["127.0.0.1","::1"]`)) ||
+	// The wizard's allowlist step replaced the list; the rest stayed.
+	if pol := flmJSON(t, bin, dir, env, "security", "policy", "show"); !bytes.Contains(pol, []byte(`"ip_whitelist":["127.0.0.1","::1","192.168.77.0/24"]`)) ||
 		!bytes.Contains(pol, []byte(`"rate_limit":{"rpm":120}`)) {
 		t.Fatalf("policy after the browser run: %s", pol)
 	}
-	if ps := flmJSON(t, bin, dir, env, "proxy", "status"); !bytes.Contains(ps, []byte(`"running":true`)) {
+	// Nothing was applied to the firewall: no rollback script, no log.
+	if m, _ := filepath.Glob(filepath.Join(dir, "logs", "security", "firewall-*")); len(m) != 0 {
+		t.Fatalf("the browser run applied firewall rules: %v", m)
+	}
+	if ps := flmJSON(t, bin, dir, env, "proxy", "status"); !bytes.Contains(ps, []byte(`"running":true`)) || !bytes.Contains(ps, []byte(`"mode":"dev-selfsigned"`)) {
 		t.Fatalf("proxy status after the browser run: %s", ps)
 	}
 	// The session token never reaches a log or a file of the data dir.
@@ -198,6 +205,21 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// freePortPair is a free port whose successor is free too (a TLS mode
+// uses port and port+1).
+func freePortPair(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		p := freePort(t)
+		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1)); err == nil {
+			ln.Close()
+			return p
+		}
+	}
+	t.Fatal("no two free consecutive ports")
+	return 0
 }
 
 // repoRoot is the workspace root (where go.work is).

@@ -1,6 +1,6 @@
 // Package ui is the local web UI that `flm ui` serves (PRODUCT.md §9): one
-// page with the Status, API keys, Security policy, Chat tester and Proxies
-// screens, calling the same core services as the CLI in-process (Services).
+// page with the Status, API keys, Security policy, Chat tester, Proxies and
+// Setup wizard screens, calling the same core services as the CLI in-process (Services).
 // It never runs the CLI and holds no rule of its own: keys, policy and
 // proxies go through apikey.Service, policy.Service and proxyctl.Service,
 // and every change reaches the running proxies through Services.Apply, the
@@ -32,4 +32,9 @@
 //     one API answer only; the chat tester's key stays in page memory and is
 //     sent only to a running proxy of this data dir, chosen by handle id
 //     (the UI never relays to a URL the browser names).
+//   - The setup wizard's firewall rules come from cli/internal/firewall
+//     (validated CIDR and ports only, argv commands). The UI runs no
+//     program itself: applying goes through the Runner the CLI wires, only
+//     with consent in the request and a root process (it never escalates),
+//     after saving a rollback script; install-ca is shown, never run.
 package ui

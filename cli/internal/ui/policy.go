@@ -174,7 +174,13 @@ func (s *Server) apiSetPolicy(w http.ResponseWriter, r *http.Request) {
 		writeFieldError(w, statusOf(err), err, fieldOf(err.Error()))
 		return
 	}
-	doc, err := f.document(st.Policy.Document())
+	s.storePolicy(w, r, f, st.Policy.Document())
+}
+
+// storePolicy stores the form merged into the stored document (the caller
+// holds s.writes).
+func (s *Server) storePolicy(w http.ResponseWriter, r *http.Request, f policyForm, stored []byte) {
+	doc, err := f.document(stored)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return

@@ -41,6 +41,11 @@ func (s *Server) Handler() http.Handler {
 	api.HandleFunc("POST /api/proxies/stop", s.apiStopProxy)
 	api.HandleFunc("POST /api/proxies/reload", s.apiReloadProxy)
 	api.HandleFunc("POST /api/chat", s.apiChat)
+	api.HandleFunc("GET /api/qr", s.apiQR)
+	api.HandleFunc("GET /api/wizard", s.apiWizard)
+	api.HandleFunc("POST /api/wizard/policy", s.apiWizardPolicy)
+	api.HandleFunc("POST /api/wizard/firewall", s.apiWizardFirewall)
+	api.HandleFunc("POST /api/wizard/firewall/apply", s.apiWizardFirewallApply)
 	mux.Handle("/api/", s.requireSession(api))
 	return s.guard(mux)
 }

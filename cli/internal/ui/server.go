@@ -65,6 +65,8 @@ type Services struct {
 	// ChatClient returns the HTTP client that reaches a proxy's base URL
 	// (trusting the dev CA of the data dir for https URLs).
 	ChatClient func(baseURL string) *http.Client
+	// Wizard is the setup wizard's view of this machine (optional).
+	Wizard Wizard
 }
 
 func (s Services) check() error {

@@ -68,7 +68,7 @@ type testUI struct {
 	applied     *int
 }
 
-func startUI(t *testing.T) *testUI {
+func startUI(t *testing.T, opts ...func(*Services)) *testUI {
 	t.Helper()
 	ln, err := Listen("127.0.0.1:0")
 	if err != nil {
@@ -87,6 +87,9 @@ func startUI(t *testing.T) *testUI {
 		},
 		DefaultPort: func(context.Context) (int, error) { return 8080, nil },
 		ChatClient:  func(string) *http.Client { return http.DefaultClient },
+	}
+	for _, o := range opts {
+		o(&svc)
 	}
 	srv, tok, err := New(ln, svc, nil)
 	if err != nil {

@@ -82,6 +82,7 @@ func TestEveryUsedKeyIsInTheCatalogs(t *testing.T) {
 	// Keys built at run time: states, modes, warnings.
 	for _, k := range []string{"state.running-healthy", "state.running-degraded", "state.installed-only", "state.error-network", "state.error-api",
 		"mode.local-http", "mode.dev-selfsigned", "mode.https-acme", "mode.packaged-ca",
+		"fw.ufw", "fw.firewalld", "fw.nftables", "fw.pf", "fw.netsh",
 		"warn.plain_http_lan", "warn.cert_expired", "warn.cert_expires_soon", "warn.cert_renewal_failing", "warn.egress_fell_back",
 		"warn.proxy_not_answering", "warn.proxy_error"} {
 		if _, ok := catalogs["en"][k]; !ok {

@@ -2,7 +2,7 @@
 'use strict';
 (function () {
   const { screens } = window.FLM;
-  const names = ['status', 'keys', 'policy', 'chat', 'proxies'];
+  const names = ['status', 'keys', 'policy', 'chat', 'proxies', 'wizard'];
   const loaded = {};
   function show() {
     let name = location.hash.slice(1);

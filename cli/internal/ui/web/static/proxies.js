@@ -47,6 +47,11 @@
     }
     load();
   });
+  // https-acme needs a domain, an e-mail, a challenge (and, for dns-01, a
+  // DNS provider): shown only for that mode.
+  const acme = () => { document.getElementById('px-acme').hidden = form.elements.mode.value !== 'https-acme'; };
+  form.elements.mode.addEventListener('change', acme);
+  acme();
   document.getElementById('px-reload-all').addEventListener('click', () =>
     act('/api/proxies/reload', { all: true }, (r) => T('proxies.reloaded', r.proxies.map((x) => x.handle_id).join(', '))));
   screens.proxies = { show: load };

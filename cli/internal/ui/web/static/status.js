@@ -11,6 +11,11 @@
     const urls = [['proxy.url_local', p.urls.local], ['proxy.url_lan', p.urls.lan], ['proxy.url_external', p.urls.external]]
       .filter(([, u]) => u)
       .map(([k, u]) => el('li', {}, T(k) + ': ', el('code', {}, u), ' ', copyButton(u)));
+    // A QR code of the LAN / external URL, so a phone can connect: an SVG
+    // drawn by the UI server (same origin).
+    const qrs = [['lan', p.urls.lan], ['external', p.urls.external]].filter(([, u]) => u).map(([w, u]) =>
+      el('figure', { class: 'qr' }, el('img', { src: '/api/qr?proxy=' + encodeURIComponent(p.id) + '&which=' + w, width: 160, height: 160, alt: T('proxy.qr_alt', u) }),
+        el('figcaption', {}, w === 'lan' ? T('proxy.qr_lan') : T('proxy.qr_external'))));
     const cert = p.certificate ? when(p.certificate.not_after) : T('common.none');
     const egress = p.egress.mode + (p.egress.socks5_endpoint ? ' (' + p.egress.socks5_endpoint + ')' : '');
     const warnings = (p.warnings || []).map((w) => el('li', {}, el('strong', {}, T('common.warning') + ': '), T(w.key, ...(w.args || []))));
@@ -25,6 +30,7 @@
         el('dt', {}, T('proxy.egress')), el('dd', {}, egress)),
       el('p', {}, T('proxy.urls')),
       el('ul', { class: 'urls' }, urls),
+      qrs.length ? el('div', { class: 'qrs' }, qrs) : null,
       warnings.length ? el('ul', { class: 'warnings' }, warnings) : null,
       actions || null);
   }
