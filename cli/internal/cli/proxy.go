@@ -104,6 +104,11 @@ func (c ProxyStartCmd) Run(a *App) error {
 		return err
 	}
 	warnEgressFallback(a, h)
+	if svc.Certs != nil && h.HTTPSPort != 0 {
+		if info, err := svc.Certs.Certificate(a.ctx, h); err == nil {
+			h.Certificate = info
+		}
+	}
 	return a.printHandles([]proxyctl.Handle{h}, true)
 }
 
