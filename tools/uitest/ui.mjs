@@ -59,6 +59,27 @@ try {
   await page.locator('#status-models code', { hasText: 'flm://ollama/' }).first().waitFor({ timeout: T });
   await shot('en-status'); step('status');
 
+  // The session: the secret is in this tab's sessionStorage, never in the
+  // page; the cookie alone (a fetch without the header) opens no API; a
+  // reload keeps the session; a new tab has none and says so.
+  const secret = await page.evaluate(() => sessionStorage.getItem('flm-ui-session'));
+  check(/^[0-9a-f]{64}$/.test(secret || ''), 'session secret in sessionStorage');
+  check(!(await page.content()).includes(secret), 'the secret is not in the page');
+  const bare = await page.evaluate(async () => [(await fetch('/api/keys')).status,
+    (await fetch('/api/keys', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"label":"x"}' })).status]);
+  check(bare[0] === 401 && bare[1] === 401, 'the cookie alone is refused: ' + bare);
+  await page.reload();
+  await page.locator('#status-engines td', { hasText: 'Running (healthy)' }).first().waitFor({ timeout: T });
+  check(await page.isHidden('#session-gone'), 'a reload keeps the session');
+  const tab = await ctx.newPage();
+  await tab.goto(base + '/#status');
+  await tab.locator('#session-gone').waitFor({ state: 'visible', timeout: T });
+  check((await tab.textContent('#session-gone')).includes('flm ui'), 'a new tab says to run flm ui again');
+  await tab.screenshot({ path: join(out, 'en-new-tab.png'), fullPage: true });
+  seen.csp.push(...await tab.evaluate(() => window.__csp || []));
+  await tab.close();
+  step('session');
+
   // Keys: create one, see it once, revoke it.
   await page.goto(base + '/#keys');
   await page.locator('#keys-h').waitFor({ state: 'visible' });
@@ -152,6 +173,10 @@ try {
   await page.fill('#wz-port', 'x');
   await page.click('#wz-next');
   await page.locator('#err-wz-port', { hasText: 'port' }).waitFor({ timeout: T });
+  check(await page.getAttribute('#wz-port', 'aria-invalid') === 'true', 'wizard port marked invalid');
+  await page.fill('#wz-port', '8');
+  check((await page.textContent('#err-wz-port')).trim() === '' && await page.getAttribute('#wz-port', 'aria-invalid') === null,
+    'the wizard error goes when the field is corrected');
   await page.check('#wz-mode-self');
   check(await page.isHidden('#wz-installca'), 'no install-ca for dev-selfsigned');
   await page.fill('#wz-port', wizardPort);
@@ -232,6 +257,17 @@ try {
     seen.qr = true;
   }
   await shot('en-status-qr');
+  // A QR image needs the session header too: loaded by fetch into a data:
+  // URL (allowed by the CSP's img-src), here for the proxy's local URL.
+  const qrWidth = await page.evaluate(async (id) => {
+    const img = new Image();
+    const loaded = new Promise((res, rej) => { img.onload = res; img.onerror = rej; });
+    await window.FLM.svgImage(img, '/api/qr?proxy=' + id + '&which=local');
+    await loaded;
+    return img.naturalWidth;
+  }, 'proxy-' + wizardPort);
+  check(qrWidth > 0, 'QR image loaded with the session header');
+  seen.qr = true;
 
   // Phone-sized screen.
   await page.setViewportSize({ width: 390, height: 844 });

@@ -3,13 +3,17 @@ package cli
 import (
 	"context"
 	"fmt"
+	"html"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/unjuno/flm/cli/internal/truststore"
 	"github.com/unjuno/flm/cli/internal/ui"
@@ -109,30 +113,87 @@ func (c UICmd) Run(a *App) error {
 		return err
 	}
 	if c.Open {
-		if err := openBrowser(url); err != nil {
+		dir, err := a.DataDir()
+		if err == nil {
+			var cleanup func()
+			cleanup, err = openViaFile(dir, url, openFileLifetime)
+			if err == nil {
+				defer cleanup()
+			}
+		}
+		if err != nil {
 			fmt.Fprintf(a.Stderr, "warning: could not open a browser (%v); open the URL above by hand\n", err)
 		}
 	}
 	return srv.Serve(a.ctx)
 }
 
-// openBrowser hands url to the desktop's opener. The URL is an argument,
-// never part of a shell command line.
-func openBrowser(url string) error {
-	var cmd *exec.Cmd
-	switch runtime.GOOS {
-	case "darwin":
-		cmd = exec.Command("open", url)
-	case "windows":
-		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", url)
-	default:
-		cmd = exec.Command("xdg-open", url)
-	}
+// openFileLifetime is how long the sign-in file of --open exists: long
+// enough for a browser to start and read it.
+const openFileLifetime = 30 * time.Second
+
+// uiOpener starts the desktop's opener with argv and does not wait for it;
+// tests replace it to see what it gets.
+var uiOpener = func(argv []string) error {
+	cmd := exec.Command(argv[0], argv[1:]...)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
 	go func() { _ = cmd.Wait() }()
 	return nil
+}
+
+// openerArgv is the program that opens target with the desktop's default
+// application on goos. target is an argument, never part of a shell line.
+func openerArgv(goos, target string) []string {
+	switch goos {
+	case "darwin":
+		return []string{"open", target}
+	case "windows":
+		return []string{"rundll32", "url.dll,FileProtocolHandler", target}
+	}
+	return []string{"xdg-open", target}
+}
+
+// openViaFile opens url in the browser without putting it on a command
+// line (argv is readable by every local user in ps and /proc/*/cmdline,
+// and the URL carries the sign-in token): it writes an HTML file that
+// redirects to url, readable by this user only (0600, in a fresh 0700
+// directory under dir), and hands the file's path to the opener. The
+// file is removed after lifetime, or by the returned cleanup, whichever
+// comes first.
+func openViaFile(dir, url string, lifetime time.Duration) (cleanup func(), err error) {
+	tmp, err := os.MkdirTemp(dir, ".ui-open-")
+	if err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	cleanup = func() { once.Do(func() { _ = os.RemoveAll(tmp) }) }
+	path := filepath.Join(tmp, "flm-ui.html")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	u := html.EscapeString(url)
+	// Not served by the UI (no CSP applies): a meta refresh, plus a link
+	// if the browser does not follow it. No script.
+	_, err = fmt.Fprintf(f, "<!doctype html>\n<html><head><meta charset=\"utf-8\">"+
+		"<meta name=\"referrer\" content=\"no-referrer\">"+
+		"<meta http-equiv=\"refresh\" content=\"0;url=%s\"><title>FLM UI</title></head>\n"+
+		"<body><p><a href=\"%s\">Open the FLM UI</a></p></body></html>\n", u, u)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = uiOpener(openerArgv(runtime.GOOS, path))
+	}
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	time.AfterFunc(lifetime, cleanup)
+	return cleanup, nil
 }
 
 // runArgv runs a firewall command of the wizard: argv as a program, never

@@ -156,35 +156,17 @@ func (s *Server) apiModels(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"models": models})
 }
 
-// keyView is a key as the list shows it: never the key, never its hash.
-type keyView struct {
-	ID        string     `json:"id"`
-	Label     string     `json:"label"`
-	CreatedAt time.Time  `json:"created_at"`
-	RevokedAt *time.Time `json:"revoked_at"`
-	Models    []string   `json:"models"`
-	RPM       int        `json:"rpm"`
-	ExpiresAt *time.Time `json:"expires_at"`
-	Expired   bool       `json:"expired"`
-	Soon      bool       `json:"expires_soon"`
-	Legacy    bool       `json:"legacy"`
-}
-
-func newKeyView(rec apikey.Record, now time.Time) keyView {
-	return keyView{ID: rec.ID, Label: rec.Label, CreatedAt: rec.CreatedAt, RevokedAt: rec.RevokedAt, Models: rec.Models,
-		RPM: rec.RPM, ExpiresAt: rec.ExpiresAt, Expired: rec.Active() && rec.Expired(now), Soon: rec.ExpiresSoon(now), Legacy: rec.Legacy}
-}
-
 func (s *Server) apiKeys(w http.ResponseWriter, r *http.Request) {
 	recs, err := s.svc.Keys.List(r.Context())
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
 	}
+	// core's view: never the key, never its hash.
 	now := s.now()
-	out := make([]keyView, 0, len(recs))
+	out := make([]apikey.View, 0, len(recs))
 	for _, rec := range recs {
-		out = append(out, newKeyView(rec, now))
+		out = append(out, rec.View(now))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"api_keys": out})
 }

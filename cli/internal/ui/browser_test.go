@@ -132,6 +132,9 @@ func TestBrowser(t *testing.T) {
 	if err != nil || seen.Error != "" {
 		t.Fatalf("browser run failed: %v\n%s\nsteps: %v\nscreenshots: %s\nflm ui stderr: %s", err, seen.Error, seen.Steps, artifacts, stderr.String())
 	}
+	if !seen.QR {
+		t.Fatal("the browser did not load a QR image with the session header")
+	}
 	t.Logf("steps %v; answer %q in %d parts, TTFT %s, %s tokens/s; screenshots in %s", seen.Steps, seen.Answer, seen.Parts, seen.TTFT, seen.TPS, artifacts)
 
 	// What the browser did is what the CLI sees: the same stores.

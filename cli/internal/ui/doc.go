@@ -14,15 +14,24 @@
 //   - It listens on a loopback IP only; Listen refuses any other address.
 //   - Access needs a session. `flm ui` prints a URL whose fragment carries a
 //     random token (fragments are never sent to servers, proxies or logs);
-//     the page posts it once to /session and gets an HttpOnly,
-//     SameSite=Strict cookie. The token is single-use.
+//     the page posts it once to /session and gets two halves of a session:
+//     an HttpOnly, SameSite=Strict cookie named after the port
+//     (flm_ui_session_<port>) and, in the JSON answer, a secret the page
+//     keeps in sessionStorage. The token is single-use.
+//   - Browsers send cookies to every port of 127.0.0.1, so the cookie alone
+//     opens nothing: every /api/ call, GETs included, needs the secret in
+//     the X-FLM-Session header (sessionStorage is scoped to the origin,
+//     port included; it survives a reload, not a new tab). The page's HTML
+//     holds no secret. A session ends after SessionIdle without an API
+//     call, after SessionMaxAge in any case, and when `flm ui` exits.
 //   - Host must name the loopback address and port the UI listens on, so a
 //     DNS-rebinding page (evil.example resolving to 127.0.0.1) gets 403; an
 //     Origin header, when present, must be the UI's own origin.
 //   - Every state-changing request must be a POST with Content-Type
-//     application/json, the UI's own Origin, and the session's CSRF token
-//     in the X-FLM-CSRF header: a cross-site form post or a text/plain
-//     "simple request" is refused before anything runs.
+//     application/json and the UI's own Origin, besides the session secret
+//     in X-FLM-Session (which a cross-site page cannot read or send): a
+//     cross-site form post or a text/plain "simple request" is refused
+//     before anything runs.
 //   - Every answer carries a strict Content-Security-Policy (no inline
 //     script or style, frame-ancestors 'none'), X-Frame-Options DENY,
 //     X-Content-Type-Options nosniff and Referrer-Policy no-referrer; API

@@ -29,12 +29,13 @@ func staticHandler() http.Handler {
 
 type pageData struct {
 	Lang, Other string
-	CSRF        string
 	Catalog     string
 }
 
-// page serves the app to a session, and the sign-in page (401) to
-// everyone else: it reads the token from the URL fragment and posts it.
+// page serves the app's shell to a session cookie, and the sign-in page
+// (401) to everyone else: it reads the token from the URL fragment and
+// posts it. The shell holds no secret (the cookie reaches every port of
+// 127.0.0.1): its scripts read the session secret from sessionStorage.
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	lang, fromQuery := langOf(r)
 	if fromQuery {
@@ -44,7 +45,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	d := pageData{Lang: lang, Other: text(lang, "lang.other_code"), Catalog: string(cat)}
 	name, status := "signin.html", http.StatusUnauthorized
 	if sess := s.sessionOf(r); sess != nil {
-		name, status, d.CSRF = "app.html", http.StatusOK, sess.csrf
+		name, status = "app.html", http.StatusOK
 	}
 	t, err := pages.Clone()
 	if err == nil {

@@ -36,8 +36,8 @@ func qrSVG(text string) ([]byte, error) {
 
 // apiQR is the QR code of a running proxy's LAN or external URL (by handle
 // id and which): the page never chooses the text, so this is no general
-// encoder for other sites to embed (and the session cookie is
-// SameSite=Strict anyway).
+// encoder for other sites to embed (and it needs the session secret in
+// X-FLM-Session like every API: the page fetches it into a data: URL).
 func (s *Server) apiQR(w http.ResponseWriter, r *http.Request) {
 	id, which := r.URL.Query().Get("proxy"), r.URL.Query().Get("which")
 	hs, err := s.svc.Proxies.Status(r.Context())

@@ -16,11 +16,18 @@ const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 	"font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 const (
+	// sessionCookie is the prefix of the session cookie's name; the UI's
+	// port follows (cookieName).
 	sessionCookie = "flm_ui_session"
 	langCookie    = "flm_lang"
-	csrfHeader    = "X-FLM-CSRF"
+	// sessionHeader carries the session secret on every API call: the
+	// second half of the credential, and the CSRF token of changes.
+	sessionHeader = "X-FLM-Session"
 	maxBody       = 2 << 20
 )
+
+// cookieName is the session cookie's name for the UI on port.
+func cookieName(port string) string { return sessionCookie + "_" + port }
 
 // Handler is the UI's whole HTTP surface.
 func (s *Server) Handler() http.Handler {
@@ -99,8 +106,9 @@ func (s *Server) sameOriginJSON(r *http.Request) error {
 	return nil
 }
 
-// login exchanges the one-time token from the URL fragment for a session
-// cookie.
+// login exchanges the one-time token from the URL fragment for a session:
+// an HttpOnly cookie and, in the JSON answer, the session secret the page
+// keeps in sessionStorage and sends with every API call.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if err := s.sameOriginJSON(r); err != nil {
 		writeError(w, http.StatusForbidden, err)
@@ -124,61 +132,79 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sid, err1 := randomHex(32)
-	csrf, err2 := randomHex(32)
+	secret, err2 := randomHex(32)
 	if err1 != nil || err2 != nil {
 		writeError(w, http.StatusInternalServerError, flmerr.New(flmerr.Internal, "no randomness for a session"))
 		return
 	}
+	now := s.now()
 	s.mu.Lock()
-	s.sessions[sid] = &session{csrf: csrf, expires: s.now().Add(SessionTTL)}
+	s.sessions[sid] = &session{secret: secret, started: now, lastSeen: now}
 	s.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: sid, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	// No Max-Age: the cookie ends with the browser; the server ends the
+	// session sooner (SessionIdle, SessionMaxAge, or when `flm ui` exits).
+	http.SetCookie(w, &http.Cookie{Name: s.cookie, Value: sid, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	s.log.Info("ui session started")
-	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "session": secret})
 }
 
-// sessionOf returns the request's live session, or nil.
+// sessionOf returns the live session the request's cookie names, or nil.
+// The cookie alone only earns the page's shell: every API call also needs
+// the secret (authorized). Ended sessions are forgotten on the way.
 func (s *Server) sessionOf(r *http.Request) *session {
-	c, err := r.Cookie(sessionCookie)
+	c, err := r.Cookie(s.cookie)
 	if err != nil || c.Value == "" {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.now()
 	// Constant time over every stored id: no timing hint on a guess.
 	var found *session
 	for id, sess := range s.sessions {
+		if now.Sub(sess.lastSeen) > SessionIdle || now.Sub(sess.started) > SessionMaxAge {
+			delete(s.sessions, id)
+			continue
+		}
 		if subtle.ConstantTimeCompare([]byte(id), []byte(c.Value)) == 1 {
 			found = sess
 		}
 	}
-	if found == nil {
-		return nil
-	}
-	now := s.now()
-	if now.After(found.expires) {
-		return nil
-	}
-	found.expires = now.Add(SessionTTL)
 	return found
 }
 
-// requireSession lets through API requests of a session; changes also
-// need the session's CSRF token, the UI's Origin and a JSON body.
+// authorized returns the session of an API request: its cookie names a
+// live session and its X-FLM-Session header is that session's secret.
+// Only then does the session count as used (idle time restarts).
+func (s *Server) authorized(r *http.Request) *session {
+	sess := s.sessionOf(r)
+	if sess == nil {
+		return nil
+	}
+	got := r.Header.Get(sessionHeader)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(sess.secret)) != 1 {
+		return nil
+	}
+	sess.lastSeen = s.now()
+	return sess
+}
+
+// requireSession lets through API requests of a session: the cookie and
+// the session secret in X-FLM-Session, GETs included (the cookie reaches
+// other local servers; the secret stays in this origin's sessionStorage).
+// Changes also need the UI's Origin and a JSON body.
 func (s *Server) requireSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sess := s.sessionOf(r)
-		if sess == nil {
-			writeError(w, http.StatusUnauthorized, flmerr.New(flmerr.InvalidArgument, "no UI session: open the URL `flm ui` printed"))
+		if s.authorized(r) == nil {
+			writeError(w, http.StatusUnauthorized, flmerr.New(flmerr.InvalidArgument,
+				"no UI session in this tab: open the link `flm ui` printed (each link works once; run `flm ui` again for a new one)"))
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			if err := s.sameOriginJSON(r); err != nil {
 				writeError(w, http.StatusForbidden, err)
-				return
-			}
-			if subtle.ConstantTimeCompare([]byte(r.Header.Get(csrfHeader)), []byte(sess.csrf)) != 1 {
-				writeError(w, http.StatusForbidden, flmerr.New(flmerr.InvalidArgument, "missing or wrong CSRF token; reload the page"))
 				return
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)

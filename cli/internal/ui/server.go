@@ -85,7 +85,10 @@ type Server struct {
 	// what a browser sends as Origin from its pages.
 	hosts   map[string]bool
 	origins map[string]bool
-	now     func() time.Time
+	// cookie is the session cookie's name: it carries the port, so two
+	// `flm ui` on different ports do not overwrite each other's cookie.
+	cookie string
+	now    func() time.Time
 
 	mu       sync.Mutex
 	token    string // "" once used
@@ -95,13 +98,23 @@ type Server struct {
 	writes sync.Mutex
 }
 
+// session is one signed-in browser tab. The cookie (HttpOnly) names it;
+// secret is the second half of the credential: the page keeps it in
+// sessionStorage (scoped to this origin, port included) and sends it in the
+// X-FLM-Session header with every API call. Browsers send cookies to every
+// port of 127.0.0.1, so the cookie alone must never be enough.
 type session struct {
-	csrf    string
-	expires time.Time
+	secret   string
+	started  time.Time
+	lastSeen time.Time
 }
 
-// SessionTTL is how long a session lasts without a request.
-const SessionTTL = 12 * time.Hour
+const (
+	// SessionIdle is how long a session lasts without an API call.
+	SessionIdle = 2 * time.Hour
+	// SessionMaxAge is how long a session lasts at most, however busy.
+	SessionMaxAge = 12 * time.Hour
+)
 
 // Listen opens addr, which must be a literal loopback IP with a port
 // ("127.0.0.1:0"): the UI is never served on another address. The
@@ -148,7 +161,7 @@ func New(ln net.Listener, svc Services, log *slog.Logger) (*Server, string, erro
 	}
 	port := strconv.Itoa(tcp.Port)
 	s := &Server{svc: svc, log: log, ln: ln, token: tok, sessions: map[string]*session{}, now: time.Now,
-		hosts: map[string]bool{}, origins: map[string]bool{}}
+		hosts: map[string]bool{}, origins: map[string]bool{}, cookie: cookieName(port)}
 	names := []string{"localhost", net.JoinHostPort(ip.Unmap().String(), port)}
 	if ip.Unmap().Is4() {
 		names = append(names, "127.0.0.1")

@@ -70,6 +70,12 @@ type testUI struct {
 
 func startUI(t *testing.T, opts ...func(*Services)) *testUI {
 	t.Helper()
+	return startUIAt(t, nil, opts...)
+}
+
+// startUIAt is startUI with the server's clock (nil: time.Now).
+func startUIAt(t *testing.T, now func() time.Time, opts ...func(*Services)) *testUI {
+	t.Helper()
 	ln, err := Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +100,9 @@ func startUI(t *testing.T, opts ...func(*Services)) *testUI {
 	srv, tok, err := New(ln, svc, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if now != nil {
+		srv.now = now
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -129,38 +138,49 @@ func (tu *testUI) do(t *testing.T, method, path, body string, hdr map[string]str
 
 func (tu *testUI) origin() string { return tu.base }
 
-// login exchanges the token and returns the session cookie and CSRF
-// token, as the sign-in page does.
-func (tu *testUI) login(t *testing.T) (cookie, csrf string) {
+// cookieName is the UI's session cookie name (it carries the port).
+func (tu *testUI) cookieName() string {
+	_, port, _ := net.SplitHostPort(tu.host)
+	return cookieName(port)
+}
+
+// login exchanges the token and returns the session cookie and the
+// session secret, as the sign-in page does.
+func (tu *testUI) login(t *testing.T) (cookie, secret string) {
 	t.Helper()
 	resp, body := tu.do(t, "POST", "/session", `{"token":"`+tu.token+`"}`, map[string]string{"Origin": tu.origin(), "Content-Type": "application/json"})
 	if resp.StatusCode != 200 {
 		t.Fatalf("login: %d %s", resp.StatusCode, body)
 	}
 	for _, c := range resp.Cookies() {
-		if c.Name == sessionCookie {
-			if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
-				t.Fatalf("session cookie must be HttpOnly and SameSite=Strict: %+v", c)
+		if c.Name == tu.cookieName() {
+			if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.MaxAge != 0 || !c.Expires.IsZero() {
+				t.Fatalf("session cookie must be HttpOnly, SameSite=Strict and end with the browser: %+v", c)
 			}
 			cookie = c.Name + "=" + c.Value
 		}
 	}
 	if cookie == "" {
-		t.Fatal("no session cookie")
+		t.Fatalf("no session cookie named %s: %v", tu.cookieName(), resp.Cookies())
 	}
-	_, page := tu.do(t, "GET", "/", "", map[string]string{"Cookie": cookie})
-	const marker = `<meta name="flm-csrf" content="`
-	i := strings.Index(page, marker)
-	if i < 0 {
-		t.Fatalf("no CSRF token in the page")
+	var ans struct {
+		Session string `json:"session"`
 	}
-	csrf = page[i+len(marker):]
-	csrf = csrf[:strings.IndexByte(csrf, '"')]
-	return cookie, csrf
+	if err := json.Unmarshal([]byte(body), &ans); err != nil || len(ans.Session) != 64 {
+		t.Fatalf("no session secret in the sign-in answer: %s", body)
+	}
+	if strings.Contains(cookie, ans.Session) {
+		t.Fatal("the session secret is the cookie")
+	}
+	return cookie, ans.Session
 }
 
-func (tu *testUI) post(t *testing.T, cookie, csrf, path, body string) (*http.Response, string) {
-	return tu.do(t, "POST", path, body, map[string]string{"Cookie": cookie, "X-FLM-CSRF": csrf, "Origin": tu.origin(), "Content-Type": "application/json"})
+func (tu *testUI) get(t *testing.T, cookie, secret, path string) (*http.Response, string) {
+	return tu.do(t, "GET", path, "", map[string]string{"Cookie": cookie, sessionHeader: secret})
+}
+
+func (tu *testUI) post(t *testing.T, cookie, secret, path, body string) (*http.Response, string) {
+	return tu.do(t, "POST", path, body, map[string]string{"Cookie": cookie, sessionHeader: secret, "Origin": tu.origin(), "Content-Type": "application/json"})
 }
 
 func TestListenRefusesNonLoopback(t *testing.T) {
@@ -215,7 +235,7 @@ func TestNoSessionIs401(t *testing.T) {
 		{"POST", "/api/keys", `{"label":"x"}`}, {"POST", "/api/policy", `{}`},
 	} {
 		resp, body := tu.do(t, c.method, c.path, c.body, map[string]string{"Origin": tu.origin(), "Content-Type": "application/json",
-			"Cookie": sessionCookie + "=" + strings.Repeat("ab", 32)})
+			"Cookie": tu.cookieName() + "=" + strings.Repeat("ab", 32), sessionHeader: strings.Repeat("cd", 32)})
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("%s %s without a session: %d %s", c.method, c.path, resp.StatusCode, body)
 		}
@@ -232,7 +252,7 @@ func TestNoSessionIs401(t *testing.T) {
 
 func TestForeignHostOrOriginIs403(t *testing.T) {
 	tu := startUI(t)
-	cookie, csrf := tu.login(t)
+	cookie, secret := tu.login(t)
 	_, port, _ := net.SplitHostPort(tu.host)
 	cases := []map[string]string{
 		{"Host": "evil.example:" + port}, // DNS rebinding
@@ -255,7 +275,7 @@ func TestForeignHostOrOriginIs403(t *testing.T) {
 				t.Errorf("GET %s with %v: %d, want 403 (%s)", path, h, resp.StatusCode, body)
 			}
 		}
-		hdr := map[string]string{"Cookie": cookie, "X-FLM-CSRF": csrf, "Origin": tu.origin(), "Content-Type": "application/json"}
+		hdr := map[string]string{"Cookie": cookie, sessionHeader: secret, "Origin": tu.origin(), "Content-Type": "application/json"}
 		for k, v := range h {
 			hdr[k] = v
 		}
@@ -268,7 +288,7 @@ func TestForeignHostOrOriginIs403(t *testing.T) {
 	}
 	// Both loopback names of the UI's own address are fine.
 	for _, host := range []string{tu.host, "localhost:" + port} {
-		if resp, _ := tu.do(t, "GET", "/api/keys", "", map[string]string{"Cookie": cookie, "Host": host}); resp.StatusCode != 200 {
+		if resp, _ := tu.do(t, "GET", "/api/keys", "", map[string]string{"Cookie": cookie, sessionHeader: secret, "Host": host}); resp.StatusCode != 200 {
 			t.Errorf("Host %s: %d", host, resp.StatusCode)
 		}
 	}
@@ -295,21 +315,21 @@ func TestTokenIsSingleUse(t *testing.T) {
 }
 
 // A cross-site form post, a text/plain "simple request", a request
-// without the CSRF token or with a wrong one, or from another Origin: all
-// refused, and nothing changed.
+// without the session secret or with a wrong one, or from another Origin:
+// all refused, and nothing changed.
 func TestCSRFRefusedAndNothingChanged(t *testing.T) {
 	tu := startUI(t)
-	cookie, csrf := tu.login(t)
+	cookie, secret := tu.login(t)
 	before, _ := tu.policy.Show(context.Background())
 	cases := map[string]map[string]string{
 		"form post":        {"Cookie": cookie, "Origin": "http://evil.example", "Content-Type": "application/x-www-form-urlencoded"},
-		"text/plain":       {"Cookie": cookie, "Origin": tu.origin(), "Content-Type": "text/plain", "X-FLM-CSRF": csrf},
-		"multipart":        {"Cookie": cookie, "Origin": tu.origin(), "Content-Type": "multipart/form-data; boundary=x", "X-FLM-CSRF": csrf},
-		"no csrf header":   {"Cookie": cookie, "Origin": tu.origin(), "Content-Type": "application/json"},
-		"wrong csrf":       {"Cookie": cookie, "Origin": tu.origin(), "Content-Type": "application/json", "X-FLM-CSRF": strings.Repeat("1", 64)},
-		"no origin":        {"Cookie": cookie, "Content-Type": "application/json", "X-FLM-CSRF": csrf},
-		"foreign origin":   {"Cookie": cookie, "Origin": "http://evil.example", "Content-Type": "application/json", "X-FLM-CSRF": csrf},
-		"same-site origin": {"Cookie": cookie, "Origin": tu.origin(), "Content-Type": "application/json", "X-FLM-CSRF": csrf, "Sec-Fetch-Site": "same-site"},
+		"text/plain":       {"Cookie": cookie, "Origin": tu.origin(), "Content-Type": "text/plain", sessionHeader: secret},
+		"multipart":        {"Cookie": cookie, "Origin": tu.origin(), "Content-Type": "multipart/form-data; boundary=x", sessionHeader: secret},
+		"no secret":        {"Cookie": cookie, "Origin": tu.origin(), "Content-Type": "application/json"},
+		"wrong secret":     {"Cookie": cookie, "Origin": tu.origin(), "Content-Type": "application/json", sessionHeader: strings.Repeat("1", 64)},
+		"no origin":        {"Cookie": cookie, "Content-Type": "application/json", sessionHeader: secret},
+		"foreign origin":   {"Cookie": cookie, "Origin": "http://evil.example", "Content-Type": "application/json", sessionHeader: secret},
+		"same-site origin": {"Cookie": cookie, "Origin": tu.origin(), "Content-Type": "application/json", sessionHeader: secret, "Sec-Fetch-Site": "same-site"},
 	}
 	for name, hdr := range cases {
 		for _, c := range []struct{ path, body string }{
@@ -318,8 +338,14 @@ func TestCSRFRefusedAndNothingChanged(t *testing.T) {
 			{"/api/proxies/start", `{"bind":"0.0.0.0"}`},
 			{"/api/keys/revoke", `{"id":"x"}`},
 		} {
-			if resp, body := tu.do(t, "POST", c.path, c.body, hdr); resp.StatusCode != http.StatusForbidden {
-				t.Errorf("%s to %s: %d, want 403 (%s)", name, c.path, resp.StatusCode, body)
+			// Without the session's secret the cookie is no session (401);
+			// with it, the wrong kind of request is refused (403).
+			want := http.StatusForbidden
+			if name == "no secret" || name == "wrong secret" {
+				want = http.StatusUnauthorized
+			}
+			if resp, body := tu.do(t, "POST", c.path, c.body, hdr); resp.StatusCode != want {
+				t.Errorf("%s to %s: %d, want %d (%s)", name, c.path, resp.StatusCode, want, body)
 			}
 		}
 	}
@@ -334,7 +360,7 @@ func TestCSRFRefusedAndNothingChanged(t *testing.T) {
 		t.Errorf("refused requests started %d proxy(ies), applied %d time(s)", len(tu.proxies.started), *tu.applied)
 	}
 	// The same request, done right, works.
-	resp, body := tu.post(t, cookie, csrf, "/api/keys", `{"label":"phone"}`)
+	resp, body := tu.post(t, cookie, secret, "/api/keys", `{"label":"phone"}`)
 	if resp.StatusCode != 200 || !strings.Contains(body, `"plain_key":"flm_`) {
 		t.Fatalf("create: %d %s", resp.StatusCode, body)
 	}
@@ -345,7 +371,7 @@ func TestCSRFRefusedAndNothingChanged(t *testing.T) {
 
 func TestSecurityHeadersEverywhere(t *testing.T) {
 	tu := startUI(t)
-	cookie, _ := tu.login(t)
+	cookie, secret := tu.login(t)
 	for _, c := range []struct {
 		path   string
 		cookie string
@@ -357,6 +383,7 @@ func TestSecurityHeadersEverywhere(t *testing.T) {
 		hdr := map[string]string{}
 		if c.cookie != "" {
 			hdr["Cookie"] = c.cookie
+			hdr[sessionHeader] = secret
 		}
 		resp, _ := tu.do(t, "GET", c.path, "", hdr)
 		h := resp.Header
@@ -380,7 +407,7 @@ func TestSecurityHeadersEverywhere(t *testing.T) {
 // form changes nothing.
 func TestPolicyErrorsAreCoresNextToTheField(t *testing.T) {
 	tu := startUI(t)
-	cookie, csrf := tu.login(t)
+	cookie, secret := tu.login(t)
 	before, _ := tu.policy.Show(context.Background())
 	cases := []struct {
 		form, field, doc string
@@ -392,7 +419,7 @@ func TestPolicyErrorsAreCoresNextToTheField(t *testing.T) {
 		{`{"trusted_proxy_ips":"300.1.1.1"}`, "trusted_proxy_ips", `{"ip_whitelist":[],"cors":{"allowed_origins":[]},"trusted_proxy_ips":["300.1.1.1"]}`},
 	}
 	for _, c := range cases {
-		resp, body := tu.post(t, cookie, csrf, "/api/policy", c.form)
+		resp, body := tu.post(t, cookie, secret, "/api/policy", c.form)
 		var e errorBody
 		_ = json.Unmarshal([]byte(body), &e)
 		_, want := policy.Parse([]byte(c.doc))
@@ -404,7 +431,7 @@ func TestPolicyErrorsAreCoresNextToTheField(t *testing.T) {
 	if !bytes.Equal(before.Policy.Document(), after.Policy.Document()) {
 		t.Fatalf("an invalid form changed the policy: %s", after.Policy.Document())
 	}
-	resp, body := tu.post(t, cookie, csrf, "/api/policy", `{"ip_whitelist":"192.168.1.0/24","cors_origins":"https://app.example","rate_limit_rpm":"60","rate_limit_burst":"10"}`)
+	resp, body := tu.post(t, cookie, secret, "/api/policy", `{"ip_whitelist":"192.168.1.0/24","cors_origins":"https://app.example","rate_limit_rpm":"60","rate_limit_burst":"10"}`)
 	if resp.StatusCode != 200 {
 		t.Fatalf("valid policy: %d %s", resp.StatusCode, body)
 	}
@@ -424,8 +451,8 @@ func TestPolicyFormKeepsOtherFields(t *testing.T) {
 	if _, err := tu.policy.Set(context.Background(), []byte(`{"trusted_proxy_ips":["10.0.0.1"],"client_ip_header":"X-Real-IP","x_note":{"a":1},"cors":{"allowed_origins":[],"x_c":true}}`)); err != nil {
 		t.Fatal(err)
 	}
-	cookie, csrf := tu.login(t)
-	if resp, body := tu.post(t, cookie, csrf, "/api/policy", `{"trusted_proxy_ips":"10.0.0.1","ip_whitelist":"10.0.0.0/8"}`); resp.StatusCode != 200 {
+	cookie, secret := tu.login(t)
+	if resp, body := tu.post(t, cookie, secret, "/api/policy", `{"trusted_proxy_ips":"10.0.0.1","ip_whitelist":"10.0.0.0/8"}`); resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
 	st, _ := tu.policy.Show(context.Background())
@@ -439,12 +466,12 @@ func TestPolicyFormKeepsOtherFields(t *testing.T) {
 
 func TestKeyShownOnceAndRevoked(t *testing.T) {
 	tu := startUI(t)
-	cookie, csrf := tu.login(t)
-	resp, body := tu.post(t, cookie, csrf, "/api/keys", `{"label":"","models":"","rpm":"","expires_in":""}`)
+	cookie, secret := tu.login(t)
+	resp, body := tu.post(t, cookie, secret, "/api/keys", `{"label":"","models":"","rpm":"","expires_in":""}`)
 	if resp.StatusCode != 400 || !strings.Contains(body, `"field":"label"`) {
 		t.Fatalf("empty label: %d %s", resp.StatusCode, body)
 	}
-	resp, body = tu.post(t, cookie, csrf, "/api/keys", `{"label":"laptop","models":"flm://ollama/*","rpm":"30","expires_in":"90d"}`)
+	resp, body = tu.post(t, cookie, secret, "/api/keys", `{"label":"laptop","models":"flm://ollama/*","rpm":"30","expires_in":"90d"}`)
 	var iss struct{ ID, PlainKey string }
 	var created map[string]any
 	_ = json.Unmarshal([]byte(body), &created)
@@ -453,14 +480,14 @@ func TestKeyShownOnceAndRevoked(t *testing.T) {
 	if resp.StatusCode != 200 || !apikey.WellFormed(iss.PlainKey) {
 		t.Fatalf("create: %d %s", resp.StatusCode, body)
 	}
-	_, list := tu.do(t, "GET", "/api/keys", "", map[string]string{"Cookie": cookie})
+	_, list := tu.get(t, cookie, secret, "/api/keys")
 	if strings.Contains(list, iss.PlainKey) || strings.Contains(list, apikey.Hash(iss.PlainKey)) || !strings.Contains(list, iss.ID) {
 		t.Fatalf("the list shows the key or its hash, or misses it: %s", list)
 	}
-	if resp, body := tu.post(t, cookie, csrf, "/api/keys/revoke", `{"id":"`+iss.ID+`"}`); resp.StatusCode != 200 {
+	if resp, body := tu.post(t, cookie, secret, "/api/keys/revoke", `{"id":"`+iss.ID+`"}`); resp.StatusCode != 200 {
 		t.Fatalf("revoke: %d %s", resp.StatusCode, body)
 	}
-	if resp, body := tu.post(t, cookie, csrf, "/api/keys/revoke", `{"id":"nope"}`); resp.StatusCode != 404 || !strings.Contains(body, "API_KEY_NOT_FOUND") {
+	if resp, body := tu.post(t, cookie, secret, "/api/keys/revoke", `{"id":"nope"}`); resp.StatusCode != 404 || !strings.Contains(body, "API_KEY_NOT_FOUND") {
 		t.Fatalf("revoke unknown: %d %s", resp.StatusCode, body)
 	}
 	recs, _ := tu.keys.List(context.Background())

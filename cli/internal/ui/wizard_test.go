@@ -66,9 +66,9 @@ func TestWizardFirewall(t *testing.T) {
 	fw := &fakeFirewall{root: true}
 	logDir := filepath.Join(t.TempDir(), "logs", "security")
 	tu := wizardUI(t, fw, logDir)
-	cookie, csrf := tu.login(t)
+	cookie, secret := tu.login(t)
 
-	resp, body := tu.do(t, "GET", "/api/wizard", "", map[string]string{"Cookie": cookie})
+	resp, body := tu.get(t, cookie, secret, "/api/wizard")
 	var info struct {
 		OS       string   `json:"os"`
 		Tools    []string `json:"tools"`
@@ -83,7 +83,7 @@ func TestWizardFirewall(t *testing.T) {
 		t.Fatalf("wizard info %d %s", resp.StatusCode, body)
 	}
 
-	resp, body = tu.post(t, cookie, csrf, "/api/wizard/firewall", `{"tool":"ufw","mode":"packaged-ca","port":"8080","cidr":"192.168.1.0/24"}`)
+	resp, body = tu.post(t, cookie, secret, "/api/wizard/firewall", `{"tool":"ufw","mode":"packaged-ca","port":"8080","cidr":"192.168.1.0/24"}`)
 	var pv struct {
 		Apply    []string `json:"apply"`
 		Rollback []string `json:"rollback"`
@@ -95,7 +95,7 @@ func TestWizardFirewall(t *testing.T) {
 		t.Fatalf("preview %d %s", resp.StatusCode, body)
 	}
 	// local-http opens the one port.
-	_, body = tu.post(t, cookie, csrf, "/api/wizard/firewall", `{"tool":"netsh","mode":"local-http","port":"9000","cidr":"10.0.0.0/8"}`)
+	_, body = tu.post(t, cookie, secret, "/api/wizard/firewall", `{"tool":"netsh","mode":"local-http","port":"9000","cidr":"10.0.0.0/8"}`)
 	if !strings.Contains(body, `localport=9000 remoteip=10.0.0.0/8`) || strings.Contains(body, "9001") {
 		t.Fatalf("local-http preview %s", body)
 	}
@@ -113,22 +113,23 @@ func TestWizardFirewall(t *testing.T) {
 		{"other OS", `{"tool":"netsh","mode":"packaged-ca","port":"8080","cidr":"192.168.1.0/24","consent":true}`, "tool", 400},
 	}
 	for _, tc := range refused {
-		resp, body := tu.post(t, cookie, csrf, "/api/wizard/firewall/apply", tc.body)
+		resp, body := tu.post(t, cookie, secret, "/api/wizard/firewall/apply", tc.body)
 		if resp.StatusCode != tc.status || !strings.Contains(body, `"field":"`+tc.field+`"`) {
 			t.Errorf("%s: %d %s", tc.name, resp.StatusCode, body)
 		}
 	}
-	// Without the CSRF token (a cross-site page): refused.
+	// Without the session secret (a cross-site page, or another local
+	// server holding the cookie): refused.
 	resp, _ = tu.do(t, "POST", "/api/wizard/firewall/apply", `{"tool":"ufw","mode":"packaged-ca","port":"8080","cidr":"0.0.0.0/0","consent":true}`,
 		map[string]string{"Cookie": cookie, "Origin": tu.origin(), "Content-Type": "application/json"})
-	if resp.StatusCode != 403 {
-		t.Errorf("apply without CSRF: %d", resp.StatusCode)
+	if resp.StatusCode != 401 {
+		t.Errorf("apply without the session secret: %d", resp.StatusCode)
 	}
 	// Not root: refused, never escalated.
 	fw.mu.Lock()
 	fw.root = false
 	fw.mu.Unlock()
-	resp, body = tu.post(t, cookie, csrf, "/api/wizard/firewall/apply", `{"tool":"ufw","mode":"packaged-ca","port":"8080","cidr":"192.168.1.0/24","consent":true}`)
+	resp, body = tu.post(t, cookie, secret, "/api/wizard/firewall/apply", `{"tool":"ufw","mode":"packaged-ca","port":"8080","cidr":"192.168.1.0/24","consent":true}`)
 	if resp.StatusCode != 403 || !strings.Contains(body, "needs root") {
 		t.Errorf("apply without root: %d %s", resp.StatusCode, body)
 	}
@@ -142,7 +143,7 @@ func TestWizardFirewall(t *testing.T) {
 	fw.mu.Lock()
 	fw.root = true
 	fw.mu.Unlock()
-	resp, body = tu.post(t, cookie, csrf, "/api/wizard/firewall/apply", `{"tool":"ufw","mode":"packaged-ca","port":"8080","cidr":"192.168.1.0/24","consent":true}`)
+	resp, body = tu.post(t, cookie, secret, "/api/wizard/firewall/apply", `{"tool":"ufw","mode":"packaged-ca","port":"8080","cidr":"192.168.1.0/24","consent":true}`)
 	var ap struct {
 		Ran            int    `json:"ran"`
 		RollbackScript string `json:"rollback_script"`
@@ -165,12 +166,12 @@ func TestWizardFirewall(t *testing.T) {
 // UI only shows the commands.
 func TestWizardFirewallNoRunner(t *testing.T) {
 	tu := startUI(t, func(s *Services) { s.Wizard = Wizard{GOOS: "linux", Privileged: func() bool { return true }} })
-	cookie, csrf := tu.login(t)
-	_, body := tu.post(t, cookie, csrf, "/api/wizard/firewall", `{"tool":"nftables","mode":"local-http","port":"8080","cidr":"fd00::/8"}`)
+	cookie, secret := tu.login(t)
+	_, body := tu.post(t, cookie, secret, "/api/wizard/firewall", `{"tool":"nftables","mode":"local-http","port":"8080","cidr":"fd00::/8"}`)
 	if !strings.Contains(body, `"can_apply":false`) || !strings.Contains(body, "ip6 saddr fd00::/8") {
 		t.Fatalf("preview %s", body)
 	}
-	resp, body := tu.post(t, cookie, csrf, "/api/wizard/firewall/apply", `{"tool":"nftables","mode":"local-http","port":"8080","cidr":"fd00::/8","consent":true}`)
+	resp, body := tu.post(t, cookie, secret, "/api/wizard/firewall/apply", `{"tool":"nftables","mode":"local-http","port":"8080","cidr":"fd00::/8","consent":true}`)
 	if resp.StatusCode != 400 || !strings.Contains(body, "nothing changed") {
 		t.Fatalf("apply %d %s", resp.StatusCode, body)
 	}
@@ -183,8 +184,8 @@ func TestWizardPolicy(t *testing.T) {
 	if _, err := tu.policy.Set(context.Background(), []byte(`{"ip_whitelist":["127.0.0.1"],"cors":{"allowed_origins":["https://a.example"]},"rate_limit":{"rpm":60}}`)); err != nil {
 		t.Fatal(err)
 	}
-	cookie, csrf := tu.login(t)
-	resp, body := tu.post(t, cookie, csrf, "/api/wizard/policy", `{"ip_whitelist":"127.0.0.1\n192.168.1.0/33"}`)
+	cookie, secret := tu.login(t)
+	resp, body := tu.post(t, cookie, secret, "/api/wizard/policy", `{"ip_whitelist":"127.0.0.1\n192.168.1.0/33"}`)
 	if resp.StatusCode != 400 || !strings.Contains(body, `"field":"ip_whitelist"`) || !strings.Contains(body, "ip_whitelist[1]") {
 		t.Fatalf("invalid: %d %s", resp.StatusCode, body)
 	}
@@ -192,7 +193,7 @@ func TestWizardPolicy(t *testing.T) {
 	if got := strings.Join(st.Policy.IPWhitelist, ","); got != "127.0.0.1" {
 		t.Fatalf("an invalid allowlist changed the policy: %s", got)
 	}
-	resp, body = tu.post(t, cookie, csrf, "/api/wizard/policy", `{"ip_whitelist":"127.0.0.1\n::1\n192.168.1.0/24"}`)
+	resp, body = tu.post(t, cookie, secret, "/api/wizard/policy", `{"ip_whitelist":"127.0.0.1\n::1\n192.168.1.0/24"}`)
 	if resp.StatusCode != 200 {
 		t.Fatalf("valid: %d %s", resp.StatusCode, body)
 	}
@@ -206,12 +207,12 @@ func TestWizardPolicy(t *testing.T) {
 // proxyctl's Config; missing ones are named next to their field.
 func TestStartProxyACME(t *testing.T) {
 	tu := startUI(t)
-	cookie, csrf := tu.login(t)
+	cookie, secret := tu.login(t)
 	for _, tc := range []struct{ body, field string }{
 		{`{"mode":"https-acme","port":"8443","bind":"0.0.0.0","acme_email":"a@b.example"}`, "acme_domain"},
 		{`{"mode":"https-acme","port":"8443","bind":"0.0.0.0","acme_domain":"llm.example.com","acme_challenge":"dns-01"}`, "dns_provider"},
 	} {
-		resp, body := tu.post(t, cookie, csrf, "/api/proxies/start", tc.body)
+		resp, body := tu.post(t, cookie, secret, "/api/proxies/start", tc.body)
 		if resp.StatusCode != 400 || !strings.Contains(body, `"field":"`+tc.field+`"`) {
 			t.Errorf("%s: %d %s", tc.body, resp.StatusCode, body)
 		}
@@ -219,7 +220,7 @@ func TestStartProxyACME(t *testing.T) {
 	if len(tu.proxies.started) != 0 {
 		t.Fatalf("started %v", tu.proxies.started)
 	}
-	resp, body := tu.post(t, cookie, csrf, "/api/proxies/start", `{"mode":"https-acme","port":"8443","bind":"0.0.0.0","acme_domain":" llm.example.com ","acme_email":"a@b.example","acme_challenge":"dns-01","dns_provider":"cloudflare"}`)
+	resp, body := tu.post(t, cookie, secret, "/api/proxies/start", `{"mode":"https-acme","port":"8443","bind":"0.0.0.0","acme_domain":" llm.example.com ","acme_email":"a@b.example","acme_challenge":"dns-01","dns_provider":"cloudflare"}`)
 	if resp.StatusCode != 200 || len(tu.proxies.started) != 1 {
 		t.Fatalf("start: %d %s", resp.StatusCode, body)
 	}
@@ -238,8 +239,8 @@ func TestQRCode(t *testing.T) {
 	const lan = "https://192.168.1.23:8081"
 	tu.proxies.handles = []proxyctl.Handle{{ID: "proxy-8080", Running: true, Mode: proxyctl.PackagedCA,
 		URLs: proxyctl.URLs{Local: "https://127.0.0.1:8081", LAN: lan}}}
-	cookie, _ := tu.login(t)
-	resp, body := tu.do(t, "GET", "/api/qr?proxy=proxy-8080&which=lan", "", map[string]string{"Cookie": cookie})
+	cookie, secret := tu.login(t)
+	resp, body := tu.get(t, cookie, secret, "/api/qr?proxy=proxy-8080&which=lan")
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/svg+xml" || resp.Header.Get("Content-Security-Policy") == "" {
 		t.Fatalf("qr: %d %v", resp.StatusCode, resp.Header)
 	}
@@ -291,7 +292,7 @@ func TestQRCode(t *testing.T) {
 		t.Errorf("QR SVG differs from %s (%v)", golden, err)
 	}
 	for _, q := range []string{"proxy=proxy-8080&which=external", "proxy=other&which=lan", "proxy=proxy-8080&which=https://evil.example"} {
-		if resp, _ := tu.do(t, "GET", "/api/qr?"+q, "", map[string]string{"Cookie": cookie}); resp.StatusCode != 404 {
+		if resp, _ := tu.get(t, cookie, secret, "/api/qr?"+q); resp.StatusCode != 404 {
 			t.Errorf("%s: %d", q, resp.StatusCode)
 		}
 	}

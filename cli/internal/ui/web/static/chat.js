@@ -2,8 +2,10 @@
 // answer as it comes, the time to first token and tokens per second.
 'use strict';
 (function () {
-  const { T, el, api, formData, clearErrors, showError, say, memory, screens } = window.FLM;
+  const { T, el, api, formData, clearErrors, clearOnInput, showError, say, memory, screens } = window.FLM;
   const form = document.getElementById('chat-form');
+  // An error under a field goes as soon as the field changes.
+  clearOnInput(form);
   const msg = document.getElementById('chat-msg');
   const out = document.getElementById('chat-out');
   const send = document.getElementById('chat-send');

@@ -3,8 +3,16 @@
 'use strict';
 window.FLM = (function () {
   const catalog = JSON.parse(document.body.dataset.i18n || '{}');
-  const meta = document.querySelector('meta[name="flm-csrf"]');
-  const csrf = meta ? meta.content : '';
+  // The session secret (from sign-in, in this tab's sessionStorage): every
+  // API call sends it; the cookie alone opens nothing.
+  const secret = sessionStorage.getItem('flm-ui-session') || '';
+
+  // noSession says, once, at the top of the page that this tab has no
+  // session (a new tab, or the session ended): a new `flm ui` link is needed.
+  function noSession() {
+    const p = document.getElementById('session-gone');
+    if (p) p.hidden = false;
+  }
 
   // T returns the message for key with {0}, {1}… replaced.
   function T(key, ...args) {
@@ -41,20 +49,38 @@ window.FLM = (function () {
     }
   }
 
-  // api calls the UI server; changes carry the CSRF token and JSON.
-  async function api(method, path, body, signal) {
-    const opts = { method, headers: {}, credentials: 'same-origin', signal };
+  // request sends one API call with the session secret; changes as JSON.
+  async function request(method, path, body, signal) {
+    if (!secret) {
+      noSession();
+      throw new APIError(401, { error: { message: T('app.no_session') } });
+    }
+    const opts = { method, headers: { 'X-FLM-Session': secret }, credentials: 'same-origin', signal };
     if (method !== 'GET') {
       opts.headers['Content-Type'] = 'application/json';
-      opts.headers['X-FLM-CSRF'] = csrf;
       opts.body = JSON.stringify(body || {});
     }
     const resp = await fetch(path, opts);
+    if (resp.status === 401) noSession();
+    return resp;
+  }
+
+  // api calls the UI server and returns its JSON (the chat: the response).
+  async function api(method, path, body, signal) {
+    const resp = await request(method, path, body, signal);
     if (path === '/api/chat' && resp.ok) return resp;
     let data = null;
     try { data = await resp.json(); } catch (e) { data = null; }
     if (!resp.ok) throw new APIError(resp.status, data);
     return data;
+  }
+
+  // svgImage loads an SVG of the API (it needs the session header, which
+  // an <img src> cannot send) into img as a data: URL.
+  async function svgImage(img, path) {
+    const resp = await request('GET', path);
+    if (!resp.ok) throw new APIError(resp.status, null);
+    img.src = 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(await resp.text());
   }
 
   function formData(form) {
@@ -69,6 +95,18 @@ window.FLM = (function () {
   function clearErrors(form) {
     for (const p of form.querySelectorAll('.field-error')) p.textContent = '';
     for (const e of form.querySelectorAll('[aria-invalid]')) e.removeAttribute('aria-invalid');
+  }
+
+  // clearOnInput removes a field's error as soon as its value changes.
+  function clearOnInput(form) {
+    const clear = (ev) => {
+      const name = ev.target && ev.target.name;
+      if (!name) return;
+      for (const p of form.querySelectorAll('.field-error[data-field="' + name + '"]')) p.textContent = '';
+      for (const e of form.querySelectorAll('[name="' + name + '"][aria-invalid]')) e.removeAttribute('aria-invalid');
+    };
+    form.addEventListener('input', clear);
+    form.addEventListener('change', clear);
   }
 
   // showError puts err next to its field when it names one, else in msg.
@@ -127,5 +165,8 @@ window.FLM = (function () {
   const memory = { key: '' };
   const screens = {};
 
-  return { T, el, table, api, formData, clearErrors, showError, say, copy, copyButton, when, applied, memory, screens };
+  // Scripts are deferred: the page is parsed when this runs.
+  if (!secret) noSession();
+
+  return { T, el, table, api, svgImage, formData, clearErrors, clearOnInput, showError, say, copy, copyButton, when, applied, memory, screens };
 })();

@@ -1,8 +1,10 @@
 // API keys: create (shown once), list, revoke.
 'use strict';
 (function () {
-  const { T, el, table, api, formData, clearErrors, showError, say, copy, when, applied, memory, screens } = window.FLM;
+  const { T, el, table, api, formData, clearErrors, clearOnInput, showError, say, copy, when, applied, memory, screens } = window.FLM;
   const form = document.getElementById('key-form');
+  // An error under a field goes as soon as the field changes.
+  clearOnInput(form);
   const msg = document.getElementById('keys-msg');
   const box = document.getElementById('key-created');
   const plain = document.getElementById('key-plain');

@@ -2,8 +2,10 @@
 // error shown next to its field.
 'use strict';
 (function () {
-  const { T, api, formData, clearErrors, showError, say, when, applied, screens } = window.FLM;
+  const { T, api, formData, clearErrors, clearOnInput, showError, say, when, applied, screens } = window.FLM;
   const form = document.getElementById('policy-form');
+  // An error under a field goes as soon as the field changes.
+  clearOnInput(form);
   const msg = document.getElementById('policy-msg');
 
   function fill(d) {

@@ -1,8 +1,10 @@
 // Proxies: start (mode, port, bind, egress), stop, reload.
 'use strict';
 (function () {
-  const { T, el, api, formData, clearErrors, showError, say, screens } = window.FLM;
+  const { T, el, api, formData, clearErrors, clearOnInput, showError, say, screens } = window.FLM;
   const form = document.getElementById('proxy-form');
+  // An error under a field goes as soon as the field changes.
+  clearOnInput(form);
   const msg = document.getElementById('proxies-msg');
 
   async function act(path, body, done) {

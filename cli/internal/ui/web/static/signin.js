@@ -1,6 +1,8 @@
-// Exchanges the one-time token in the URL fragment for a session cookie,
-// then loads the app. The fragment is removed from the address bar and
-// history first, so the token does not linger there.
+// Exchanges the one-time token in the URL fragment for a session: an
+// HttpOnly cookie and a secret kept in this tab's sessionStorage (scoped to
+// this origin, port included; it survives a reload of the tab, not a new
+// tab), then loads the app. The fragment is removed from the address bar
+// and history first, so the token does not linger there.
 'use strict';
 (function () {
   const catalog = JSON.parse(document.body.dataset.i18n || '{}');
@@ -14,6 +16,8 @@
     body: JSON.stringify({ token: m[1] }),
   }).then(async (resp) => {
     if (resp.ok) {
+      const data = await resp.json();
+      sessionStorage.setItem('flm-ui-session', data.session);
       // Same path: only a reload brings the app (a fragment change would not).
       history.replaceState(null, '', location.pathname + location.search + '#status');
       location.reload();

@@ -2,7 +2,7 @@
 // egress) and warnings.
 'use strict';
 (function () {
-  const { T, el, table, api, say, copyButton, when, screens } = window.FLM;
+  const { T, el, table, api, svgImage, say, copyButton, when, screens } = window.FLM;
 
   function stateText(s) { return T('state.' + s); }
 
@@ -12,10 +12,13 @@
       .filter(([, u]) => u)
       .map(([k, u]) => el('li', {}, T(k) + ': ', el('code', {}, u), ' ', copyButton(u)));
     // A QR code of the LAN / external URL, so a phone can connect: an SVG
-    // drawn by the UI server (same origin).
-    const qrs = [['lan', p.urls.lan], ['external', p.urls.external]].filter(([, u]) => u).map(([w, u]) =>
-      el('figure', { class: 'qr' }, el('img', { src: '/api/qr?proxy=' + encodeURIComponent(p.id) + '&which=' + w, width: 160, height: 160, alt: T('proxy.qr_alt', u) }),
-        el('figcaption', {}, w === 'lan' ? T('proxy.qr_lan') : T('proxy.qr_external'))));
+    // drawn by the UI server (same origin), fetched with the session header.
+    const qrs = [['lan', p.urls.lan], ['external', p.urls.external]].filter(([, u]) => u).map(([w, u]) => {
+      const img = el('img', { width: 160, height: 160, alt: T('proxy.qr_alt', u) });
+      svgImage(img, '/api/qr?proxy=' + encodeURIComponent(p.id) + '&which=' + w).catch(() => { img.alt = T('proxy.qr_failed', u); });
+      return el('figure', { class: 'qr' }, img,
+        el('figcaption', {}, w === 'lan' ? T('proxy.qr_lan') : T('proxy.qr_external')));
+    });
     const cert = p.certificate ? when(p.certificate.not_after) : T('common.none');
     const egress = p.egress.mode + (p.egress.socks5_endpoint ? ' (' + p.egress.socks5_endpoint + ')' : '');
     const warnings = (p.warnings || []).map((w) => el('li', {}, el('strong', {}, T('common.warning') + ': '), T(w.key, ...(w.args || []))));

@@ -2,8 +2,10 @@
 // test chat → done. Every step calls the same API as its screen.
 'use strict';
 (function () {
-  const { T, el, api, clearErrors, showError, say, copy, memory, screens } = window.FLM;
+  const { T, el, api, clearErrors, clearOnInput, showError, say, copy, memory, screens } = window.FLM;
   const form = document.getElementById('wizard-form');
+  // An error under a field goes as soon as the field changes.
+  clearOnInput(form);
   const msg = document.getElementById('wizard-msg');
   const steps = ['exposure', 'tls', 'policy', 'firewall', 'key', 'chat', 'done'];
   const st = { i: 0, info: null, exposure: 'local', proxy: null, fwCommands: '' };
