@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"testing"
 )
 
@@ -37,6 +38,27 @@ func TestCodeOfAndUserError(t *testing.T) {
 	for _, c := range []Code{DBError, MigrationFailed, IOError, Internal, ""} {
 		if c.UserError() {
 			t.Errorf("%q must not be a user error", c)
+		}
+	}
+}
+
+func TestProxyAnswer(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		body   string
+		code   Code
+		msg    string
+	}{
+		{401, `{"error":{"message":"invalid api key","code":"invalid_api_key"}}`, APIKeyNotFound, "proxy answered 401 (invalid_api_key): invalid api key"},
+		{404, `{"error":{"message":"engine ollama has no model \"x\"","code":"model_not_found"}}`, EngineNotFound, `(model_not_found): engine ollama has no model "x"`},
+		{400, `{"error":{"message":"bad","code":null}}`, InvalidArgument, "proxy answered 400: bad"},
+		{502, `{"error":{"message":"egress down","code":"egress_unavailable"}}`, EngineNetworkError, "egress down"},
+		{500, `plain text`, EngineAPIError, "plain text"},
+		{503, ``, EngineNetworkError, "Service Unavailable"},
+	} {
+		err := ProxyAnswer(c.status, []byte(c.body))
+		if err.Code != c.code || !strings.Contains(err.Message, c.msg) {
+			t.Errorf("%d %s: %s %q", c.status, c.body, err.Code, err.Message)
 		}
 	}
 }

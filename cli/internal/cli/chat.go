@@ -345,30 +345,8 @@ func cleanErr(err error) string {
 
 // proxyError turns the proxy's error envelope into a CLI error.
 func proxyError(resp *http.Response) error {
-	var env struct {
-		Error struct {
-			Message string `json:"message"`
-			Code    string `json:"code"`
-		} `json:"error"`
-	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	_ = json.Unmarshal(b, &env)
-	msg := env.Error.Message
-	if msg == "" {
-		msg = strings.TrimSpace(string(b))
-	}
-	code := flmerr.EngineAPIError
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized:
-		code = flmerr.APIKeyNotFound
-	case resp.StatusCode == http.StatusNotFound:
-		code = flmerr.EngineNotFound
-	case resp.StatusCode == http.StatusBadRequest:
-		code = flmerr.InvalidArgument
-	case resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable:
-		code = flmerr.EngineNetworkError
-	}
-	return flmerr.New(code, "proxy answered %d (%s): %s", resp.StatusCode, env.Error.Code, msg)
+	return flmerr.ProxyAnswer(resp.StatusCode, b)
 }
 
 func readWhole(body io.Reader, res *chatResult) error {

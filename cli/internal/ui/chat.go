@@ -103,24 +103,6 @@ func (s *Server) apiChat(w http.ResponseWriter, r *http.Request) {
 
 // proxyFailure reads the proxy's error envelope (OpenAI's shape).
 func proxyFailure(resp *http.Response) error {
-	var env struct {
-		Error struct {
-			Message string `json:"message"`
-			Code    any    `json:"code"`
-		} `json:"error"`
-	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	_ = json.Unmarshal(b, &env)
-	msg := env.Error.Message
-	if msg == "" {
-		msg = http.StatusText(resp.StatusCode)
-	}
-	code := flmerr.EngineAPIError
-	switch resp.StatusCode {
-	case http.StatusUnauthorized:
-		code = flmerr.APIKeyNotFound
-	case http.StatusBadRequest, http.StatusNotFound, http.StatusForbidden:
-		code = flmerr.InvalidArgument
-	}
-	return flmerr.New(code, "the proxy answered %d: %s", resp.StatusCode, msg)
+	return flmerr.ProxyAnswer(resp.StatusCode, b)
 }
