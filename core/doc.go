@@ -6,6 +6,9 @@
 // build information Go embeds in the binary.
 package core
 
-// APIVersion is the version of core's exported API (CORE_API.md). It is
-// 0.x until an issue declares the API frozen at 1.0.0.
-const APIVersion = "0.1.0"
+// APIVersion is the version of core's exported API (CORE_API.md): the core
+// release that last changed it. The API is frozen at 1.0.0: within major
+// version 1 it only grows (a minor release sets APIVersion to its own
+// version), and CI compares it with the committed snapshot
+// core/api/v1.apidiff (docs/guides/VERSIONING_POLICY.md).
+const APIVersion = "1.0.0"

@@ -60,6 +60,11 @@ install_staticcheck() {
   fi
 }
 
+# core's API check (tools/scripts/api.sh): apidiff at its pinned version.
+install_apidiff() {
+  bash tools/scripts/api.sh install
+}
+
 # The OpenAI Node client test (proxy/clients_test.go) needs Node.js and the
 # pinned npm package.
 install_node() {
@@ -129,13 +134,17 @@ install_pebble() {
 
 # Egress tests run a real SOCKS5 server (microsocks); packaged-ca tests put
 # the local CA into the system trust store (update-ca-certificates) and NSS
-# databases (certutil).
+# databases (certutil); service tests verify systemd units.
 install_debian_tools() {
   local need=()
   command -v microsocks >/dev/null || need+=(microsocks)
   command -v update-ca-certificates >/dev/null || need+=(ca-certificates)
   command -v certutil >/dev/null || need+=(libnss3-tools)
   command -v curl >/dev/null || need+=(curl)
+  # flm service's tests check the systemd units with systemd-analyze verify
+  # (it works without systemd as PID 1); flm man's test renders with man -l.
+  command -v systemd-analyze >/dev/null || need+=(systemd)
+  command -v man >/dev/null || need+=(man-db)
   if [ ${#need[@]} -gt 0 ]; then
     step "install Debian packages: ${need[*]}"
     apt_install "${need[@]}"
@@ -143,6 +152,7 @@ install_debian_tools() {
 }
 
 install_staticcheck
+install_apidiff
 install_pebble
 install_debian_tools
 install_keyring
@@ -155,7 +165,7 @@ install_testsummary
 
 mods=("$@")
 if [ ${#mods[@]} -eq 0 ]; then
-  mapfile -t mods < <(sed -n 's#^\s*\./\([a-z-]*\)$#\1#p' go.work)
+  mapfile -t mods < <(sed -n 's#^\s*\./\([a-z/-]*\)$#\1#p' go.work)
 fi
 
 step "gofmt"
@@ -179,11 +189,16 @@ for m in "${mods[@]}"; do
     step "cli: build for windows, vet for darwin"
     (cd cli && GOOS=windows go build ./... && GOOS=darwin go vet ./...)
   fi
+  if [ "$m" = core ]; then
+    step "core: API check against core/api (apidiff), and the checker's selftest"
+    bash tools/scripts/api.sh check
+    bash tools/scripts/api.sh selftest
+  fi
 
   step "$m: test -race"
   cover=()
   if [ "$m" = core ]; then cover=(-coverprofile="$PWD/coverage-core.txt" -coverpkg=./...); fi
-  json="$work/json/$m.json"
+  json="$work/json/${m//\//_}.json"
   set +e
   (cd "$m" && go test -race -count=1 -json "${cover[@]}" ./...) | tee "$json" | "$work/testsummary" stream
   codes=("${PIPESTATUS[@]}")

@@ -72,6 +72,16 @@ func DefaultConfig() Config {
 	return Config{Mode: LocalHTTP, Port: 8080, Bind: "127.0.0.1", Egress: Egress{Mode: EgressDirect}}
 }
 
+// DefaultBind is the address a proxy of mode m listens on when none is
+// given: 0.0.0.0 for https-acme (the CA and the clients reach it from
+// outside), 127.0.0.1 for every other mode. The CLI and the UI both use it.
+func DefaultBind(m Mode) string {
+	if m == HTTPSACME {
+		return "0.0.0.0"
+	}
+	return "127.0.0.1"
+}
+
 // HTTPSPort is the HTTPS port of a TLS mode (port+1), or 0 for local-http.
 func (c Config) HTTPSPort() int {
 	if c.Mode == LocalHTTP {

@@ -40,3 +40,13 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultBindFollowsTheMode(t *testing.T) {
+	for m, want := range map[Mode]string{
+		LocalHTTP: "127.0.0.1", DevSelfSigned: "127.0.0.1", PackagedCA: "127.0.0.1", HTTPSACME: "0.0.0.0",
+	} {
+		if got := DefaultBind(m); got != want {
+			t.Errorf("DefaultBind(%s) = %q, want %q", m, got, want)
+		}
+	}
+}

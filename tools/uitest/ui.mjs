@@ -236,6 +236,9 @@ try {
   await page.locator('#wz-chat-msg', { hasText: /started|Error/ }).waitFor({ timeout: 40000 });
   check((await page.textContent('#wz-chat-msg')).includes('started'), 'wizard proxy: ' + await page.textContent('#wz-chat-msg'));
   await page.locator('#wz-model option', { hasText: 'flm://ollama/' }).first().waitFor({ state: 'attached', timeout: T });
+  // The picker offers chat models only: the fake Ollama's embeddings model
+  // (tiny-embed) would answer a chat with an error.
+  check(await page.locator('#wz-model option', { hasText: 'embed' }).count() === 0, 'no embeddings-only model in the wizard picker');
   await page.click('#wz-chat-send');
   await page.locator('#wz-chat-msg', { hasText: /It works|Error/ }).waitFor({ timeout: 30000 });
   check((await page.textContent('#wz-chat-msg')).startsWith('It works'), 'wizard chat: ' + await page.textContent('#wz-chat-msg'));

@@ -157,6 +157,13 @@ func TestPackagedCAOnLinux(t *testing.T) {
 	if out, err := exec.Command("certutil", "-N", "-d", "sql:"+nssdb, "--empty-password").CombinedOutput(); err != nil {
 		t.Fatalf("certutil -N: %v %s", err, out)
 	}
+	// A fresh machine's store is not always what update-ca-certificates
+	// makes of it (seen: a CA dropped in as a plain file where the tool
+	// writes a symlink). Bring it to the tool's own state first, so the
+	// comparison below sees only what install-ca and uninstall-ca change.
+	if out, err := exec.Command("update-ca-certificates").CombinedOutput(); err != nil {
+		t.Fatalf("update-ca-certificates: %v %s", err, out)
+	}
 	t0 := time.Now()
 	before := trustState(t)
 	// Whatever happens, the machine's trust store is left as it was.

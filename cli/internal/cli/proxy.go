@@ -62,10 +62,7 @@ func (c ProxyStartCmd) config(a *App) (proxyctl.Config, error) {
 		ACMEEmail: c.ACMEEmail, ACMEDomain: c.ACMEDomain, ACMEChallenge: c.Challenge, DNSProvider: c.DNSProvider,
 	}
 	if cfg.Bind == "" {
-		cfg.Bind = "127.0.0.1"
-		if cfg.Mode == proxyctl.HTTPSACME {
-			cfg.Bind = "0.0.0.0"
-		}
+		cfg.Bind = proxyctl.DefaultBind(cfg.Mode)
 	}
 	if cfg.Port == 0 {
 		svc, err := a.settings()

@@ -2,8 +2,11 @@ package cli
 
 import (
 	"context"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -131,4 +134,111 @@ func TestUIOpenFileIsRemovedAfterItsLifetime(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Fatalf("left in the data dir after a failing opener: %v", ents)
 	}
+}
+
+// Review 3: the UI listens on loopback only, and `flm ui` has no way to
+// change that: its only options are --port and --open (a new option must
+// be reviewed here), address-like flags are refused before anything
+// listens, and the address it prints is 127.0.0.1.
+func TestUIListensOnLoopbackOnly(t *testing.T) {
+	typ := reflect.TypeOf(UICmd{})
+	var fields []string
+	for i := range typ.NumField() {
+		fields = append(fields, typ.Field(i).Name+" "+typ.Field(i).Type.String())
+	}
+	if strings.Join(fields, ", ") != "Port int, Open bool" {
+		t.Fatalf("flm ui has options %v: review whether any lets the UI listen beyond loopback", fields)
+	}
+	dir := t.TempDir()
+	for _, args := range [][]string{{"--bind", "0.0.0.0"}, {"--host", "0.0.0.0"}, {"--listen", "0.0.0.0:8000"}, {"--addr", "[::]:8000"},
+		{"--port", "0.0.0.0:8000"}, {"--port", "-1"}, {"--port", "65536"}} {
+		r := flmWith(t, dir, func(a *App) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			a.ctx = ctx
+		}, append([]string{"ui"}, args...)...)
+		if r.code == 0 || strings.Contains(r.stdout, "#token=") {
+			t.Errorf("flm ui %v: exit %d, printed %q", args, r.code, r.stdout)
+		}
+	}
+	r := flmWith(t, dir, func(a *App) {
+		// Stop serving as soon as the URL is printed: only the address
+		// it serves on matters.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		a.ctx = ctx
+		a.Stdout = writerThen{a.Stdout, cancel}
+	}, "ui")
+	var printed struct {
+		URL        string `json:"url"`
+		ListenAddr string `json:"listen_addr"`
+	}
+	r.data(t, &printed)
+	if r.code != 0 || !strings.HasPrefix(printed.ListenAddr, "127.0.0.1:") || !strings.HasPrefix(printed.URL, "http://127.0.0.1:") {
+		t.Fatalf("flm ui: exit %d, listens on %q, URL %q", r.code, printed.ListenAddr, printed.URL)
+	}
+}
+
+// Review 3: another user of this machine tries to read the sign-in link
+// of `flm ui --open` while it exists: the redirect file and its directory
+// must refuse them, even when the data dir itself is open to everyone.
+// A control file in the same data dir, readable by all, shows the other
+// user does reach the directory (the refusal is the file's, not a
+// closed parent's). Needs root (to be another user) and setpriv.
+func TestUIOpenFileUnreadableByAnotherUser(t *testing.T) {
+	setpriv, err := exec.LookPath("setpriv")
+	if runtime.GOOS != "linux" || os.Geteuid() != 0 || err != nil {
+		msg := "needs Linux, root and setpriv to act as another user"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	dir := t.TempDir()
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	control := filepath.Join(dir, "control.txt")
+	if err := os.WriteFile(control, []byte("readable"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	asNobody := func(args ...string) ([]byte, error) {
+		cmd := exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--"}, args...)...)
+		return cmd.CombinedOutput()
+	}
+	old := uiOpener
+	t.Cleanup(func() { uiOpener = old })
+	var mu sync.Mutex
+	var file string
+	uiOpener = func(a []string) error { mu.Lock(); file = a[len(a)-1]; mu.Unlock(); return nil }
+	const url = "http://127.0.0.1:1234/#token=" + "feedfacefeedfacefeedfacefeedfacefeedfacefeedfacefeedfacefeedface"
+	cleanup, err := openViaFile(dir, url, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	mu.Lock()
+	defer mu.Unlock()
+	if out, err := asNobody("cat", control); err != nil || string(out) != "readable" {
+		t.Fatalf("the other user cannot read a world-readable file of the data dir (%v %s): the test proves nothing", err, out)
+	}
+	for _, args := range [][]string{{"cat", file}, {"ls", "-a", filepath.Dir(file)}, {"sh", "-c", "cat " + filepath.Dir(file) + "/*"}} {
+		out, err := asNobody(args...)
+		if err == nil || strings.Contains(string(out), "feedface") || args[0] == "ls" && strings.Contains(string(out), "flm-ui.html") {
+			t.Errorf("another user ran %v: %v %s", args, err, out)
+		}
+	}
+}
+
+// writerThen writes to w, then calls then.
+type writerThen struct {
+	w    io.Writer
+	then func()
+}
+
+func (x writerThen) Write(p []byte) (int, error) {
+	n, err := x.w.Write(p)
+	x.then()
+	return n, err
 }

@@ -1,15 +1,18 @@
 package ui
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/unjuno/flm/core/apikey"
 	"github.com/unjuno/flm/core/engine"
@@ -17,15 +20,56 @@ import (
 	"github.com/unjuno/flm/core/proxyctl"
 )
 
-// decode reads a JSON request body into v; unknown fields are refused.
+// decode reads an API request's body into v (readJSON, up to maxBody).
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, flmerr.New(flmerr.InvalidArgument, "the request is not the JSON this screen sends: %v", err))
+	return readJSON(w, r, maxBody, v)
+}
+
+// readJSON reads a body of at most limit bytes into v. It must be exactly
+// one JSON object in valid UTF-8 with no unknown field and nothing after
+// it: a decoder that stopped after the first value would act on half of
+// `{…} {…}`, and invalid UTF-8 would be stored as U+FFFD. Otherwise it
+// answers 400 (413 when too large) and returns false; nothing has run.
+func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, flmerr.New(flmerr.InvalidArgument, "the request is larger than %s; nothing changed", sizeText(tooBig.Limit)))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, flmerr.New(flmerr.InvalidArgument, "the request could not be read: %v", err))
+		return false
+	}
+	if err := decodeObject(b, v); err != nil {
+		writeError(w, http.StatusBadRequest, flmerr.New(flmerr.InvalidArgument, "the request is not the JSON this screen sends: %v; nothing changed", err))
 		return false
 	}
 	return true
+}
+
+func decodeObject(b []byte, v any) error {
+	if !utf8.Valid(b) {
+		return errors.New("not valid UTF-8")
+	}
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return errors.New("not a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("more follows the JSON object")
+	}
+	return nil
+}
+
+func sizeText(n int64) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
 }
 
 // warning is a message for the user, by catalog key, with its arguments.
@@ -286,6 +330,7 @@ func (s *Server) apiStartProxy(w http.ResponseWriter, r *http.Request) {
 	if in.Mode != "" {
 		cfg.Mode = proxyctl.Mode(in.Mode)
 	}
+	cfg.Bind = proxyctl.DefaultBind(cfg.Mode)
 	if in.Bind = strings.TrimSpace(in.Bind); in.Bind != "" {
 		cfg.Bind = in.Bind
 	}

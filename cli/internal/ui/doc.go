@@ -24,6 +24,8 @@
 //     port included; it survives a reload, not a new tab). The page's HTML
 //     holds no secret. A session ends after SessionIdle without an API
 //     call, after SessionMaxAge in any case, and when `flm ui` exits.
+//     Every cookie of the session's name counts: another local port can
+//     add ones with a longer Path, which browsers send first.
 //   - Host must name the loopback address and port the UI listens on, so a
 //     DNS-rebinding page (evil.example resolving to 127.0.0.1) gets 403; an
 //     Origin header, when present, must be the UI's own origin.
@@ -31,7 +33,8 @@
 //     application/json and the UI's own Origin, besides the session secret
 //     in X-FLM-Session (which a cross-site page cannot read or send): a
 //     cross-site form post or a text/plain "simple request" is refused
-//     before anything runs.
+//     before anything runs. A body is exactly one JSON object (readJSON):
+//     nothing after it, valid UTF-8, size-limited.
 //   - Every answer carries a strict Content-Security-Policy (no inline
 //     script or style, frame-ancestors 'none'), X-Frame-Options DENY,
 //     X-Content-Type-Options nosniff and Referrer-Policy no-referrer; API

@@ -53,8 +53,45 @@ func (s *Server) Handler() http.Handler {
 	api.HandleFunc("POST /api/wizard/policy", s.apiWizardPolicy)
 	api.HandleFunc("POST /api/wizard/firewall", s.apiWizardFirewall)
 	api.HandleFunc("POST /api/wizard/firewall/apply", s.apiWizardFirewallApply)
-	mux.Handle("/api/", s.requireSession(api))
-	return s.guard(mux)
+	mux.Handle("/api/", s.requireSession(jsonMuxErrors(api)))
+	return s.guard(jsonMuxErrors(mux))
+}
+
+// jsonMuxErrors makes the mux's own answers (no such path: 404, wrong
+// method: 405) the API's error envelope, which the page shows, instead of
+// net/http's plain text.
+func jsonMuxErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		st := &statusOnly{h: http.Header{}}
+		mux.ServeHTTP(st, r)
+		msg := flmerr.New(flmerr.InvalidArgument, "no such page or API: %s", r.URL.Path)
+		if allow := st.h.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+			msg = flmerr.New(flmerr.InvalidArgument, "%s does not take %s (only %s)", r.URL.Path, r.Method, allow)
+		}
+		if st.status == 0 {
+			st.status = http.StatusNotFound
+		}
+		writeError(w, st.status, msg)
+	})
+}
+
+// statusOnly keeps the status and headers of an answer and drops its body.
+type statusOnly struct {
+	h      http.Header
+	status int
+}
+
+func (s *statusOnly) Header() http.Header         { return s.h }
+func (s *statusOnly) Write(b []byte) (int, error) { return len(b), nil }
+func (s *statusOnly) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
 }
 
 // guard runs before anything else: security headers on every answer, then
@@ -117,8 +154,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Token string `json:"token"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&body); err != nil {
-		writeError(w, http.StatusBadRequest, flmerr.New(flmerr.InvalidArgument, "the sign-in request is not valid JSON"))
+	if !readJSON(w, r, 4096, &body) {
 		return
 	}
 	s.mu.Lock()
@@ -148,12 +184,21 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "session": secret})
 }
 
-// sessionOf returns the live session the request's cookie names, or nil.
-// The cookie alone only earns the page's shell: every API call also needs
-// the secret (authorized). Ended sessions are forgotten on the way.
+// maxSessionCookies is how many cookies of the session's name a request
+// may carry before none is looked at.
+const maxSessionCookies = 8
+
+// sessionOf returns the live session a cookie of the request names, or
+// nil. The cookie alone only earns the page's shell: every API call also
+// needs the secret (authorized). Ended sessions are forgotten on the way.
+//
+// Every cookie of the name counts, not just the first: a page on another
+// port of 127.0.0.1 can set a cookie of this name with a longer Path
+// (cookies are not isolated by port), which browsers then send first;
+// reading only the first would lock the signed-in tab out.
 func (s *Server) sessionOf(r *http.Request) *session {
-	c, err := r.Cookie(s.cookie)
-	if err != nil || c.Value == "" {
+	cs := r.CookiesNamed(s.cookie)
+	if len(cs) == 0 || len(cs) > maxSessionCookies {
 		return nil
 	}
 	s.mu.Lock()
@@ -166,8 +211,10 @@ func (s *Server) sessionOf(r *http.Request) *session {
 			delete(s.sessions, id)
 			continue
 		}
-		if subtle.ConstantTimeCompare([]byte(id), []byte(c.Value)) == 1 {
-			found = sess
+		for _, c := range cs {
+			if subtle.ConstantTimeCompare([]byte(id), []byte(c.Value)) == 1 {
+				found = sess
+			}
 		}
 	}
 	return found

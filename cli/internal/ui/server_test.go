@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -76,10 +77,23 @@ func startUI(t *testing.T, opts ...func(*Services)) *testUI {
 // startUIAt is startUI with the server's clock (nil: time.Now).
 func startUIAt(t *testing.T, now func() time.Time, opts ...func(*Services)) *testUI {
 	t.Helper()
+	return startUIWith(t, now, nil, opts...)
+}
+
+// startUIWith is startUI with the server's clock (nil: time.Now) and
+// logger (nil: none).
+func startUIWith(t *testing.T, now func() time.Time, log *slog.Logger, opts ...func(*Services)) *testUI {
+	t.Helper()
 	ln, err := Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startUIOn(t, ln, now, log, opts...)
+}
+
+// startUIOn is startUIWith on a listener of the test's (from Listen).
+func startUIOn(t *testing.T, ln net.Listener, now func() time.Time, log *slog.Logger, opts ...func(*Services)) *testUI {
+	t.Helper()
 	applied := new(int)
 	var mu sync.Mutex
 	tu := &testUI{keys: &apikey.Service{Store: apikeytest.NewMemStore()}, policy: &policy.Service{Store: policytest.NewMemStore()},
@@ -97,7 +111,7 @@ func startUIAt(t *testing.T, now func() time.Time, opts ...func(*Services)) *tes
 	for _, o := range opts {
 		o(&svc)
 	}
-	srv, tok, err := New(ln, svc, nil)
+	srv, tok, err := New(ln, svc, log)
 	if err != nil {
 		t.Fatal(err)
 	}

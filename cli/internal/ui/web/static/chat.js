@@ -2,7 +2,7 @@
 // answer as it comes, the time to first token and tokens per second.
 'use strict';
 (function () {
-  const { T, el, api, formData, clearErrors, clearOnInput, showError, say, memory, screens } = window.FLM;
+  const { T, el, api, chatModels, formData, clearErrors, clearOnInput, showError, say, memory, screens } = window.FLM;
   const form = document.getElementById('chat-form');
   // An error under a field goes as soon as the field changes.
   clearOnInput(form);
@@ -19,7 +19,7 @@
       const [p, m] = await Promise.all([api('GET', '/api/proxies'), api('GET', '/api/models')]);
       const running = p.proxies.filter((x) => x.running);
       form.elements.handle_id.replaceChildren(...running.map((x) => el('option', { value: x.id }, x.id + ' — ' + x.urls.local)));
-      form.elements.model.replaceChildren(...m.models.map((x) => el('option', { value: x.id }, x.id)));
+      form.elements.model.replaceChildren(...chatModels(m.models).map((x) => el('option', { value: x.id }, x.id)));
       const notes = [];
       if (running.length === 0) notes.push(T('chat.no_proxy'));
       if (m.models.length === 0) notes.push(T('chat.no_models'));

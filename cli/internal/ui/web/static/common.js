@@ -168,5 +168,13 @@ window.FLM = (function () {
   // Scripts are deferred: the page is parsed when this runs.
   if (!secret) noSession();
 
-  return { T, el, table, api, svgImage, formData, clearErrors, clearOnInput, showError, say, copy, copyButton, when, applied, memory, screens };
+  // chatModels is what a chat picker offers: the models whose engine
+  // reports chat (an embeddings-only model answers a chat with an error),
+  // or every model when none does (an engine that reports no capabilities).
+  function chatModels(models) {
+    const chat = models.filter((m) => m.capabilities && m.capabilities.chat);
+    return chat.length > 0 ? chat : models;
+  }
+
+  return { T, el, table, api, chatModels, svgImage, formData, clearErrors, clearOnInput, showError, say, copy, copyButton, when, applied, memory, screens };
 })();

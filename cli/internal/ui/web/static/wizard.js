@@ -2,7 +2,7 @@
 // test chat → done. Every step calls the same API as its screen.
 'use strict';
 (function () {
-  const { T, el, api, clearErrors, clearOnInput, showError, say, copy, memory, screens } = window.FLM;
+  const { T, el, api, chatModels, clearErrors, clearOnInput, showError, say, copy, memory, screens } = window.FLM;
   const form = document.getElementById('wizard-form');
   // An error under a field goes as soon as the field changes.
   clearOnInput(form);
@@ -64,7 +64,7 @@
       $('wz-chat-plan').textContent = T('wizard.chat.plan', T('mode.' + mode()), port());
       try {
         const m = await api('GET', '/api/models');
-        form.elements.model.replaceChildren(...m.models.map((x) => el('option', { value: x.id }, x.id)));
+        form.elements.model.replaceChildren(...chatModels(m.models).map((x) => el('option', { value: x.id }, x.id)));
         if (m.models.length === 0) say($('wz-chat-msg'), T('chat.no_models'), true);
       } catch (e) { say($('wz-chat-msg'), T('common.error') + ': ' + e.message, true); }
     }
