@@ -4,10 +4,20 @@ go 1.26.0
 
 require (
 	github.com/alecthomas/kong v1.17.0
+	github.com/alecthomas/mango-kong v0.1.0
 	github.com/danieljoos/wincred v1.2.3
 	github.com/godbus/dbus/v5 v5.2.4
+	github.com/kardianos/service v1.3.0
+	github.com/muesli/roff v0.1.0
 	github.com/ncruces/go-sqlite3 v0.37.0
 	github.com/ncruces/go-sqlite3/gormlite v0.34.0
+	github.com/unjuno/flm/core v1.0.0
+	github.com/unjuno/flm/engine-llamacpp v0.6.0
+	github.com/unjuno/flm/engine-lmstudio v0.6.0
+	github.com/unjuno/flm/engine-ollama v0.6.0
+	github.com/unjuno/flm/engine-vllm v0.6.0
+	github.com/unjuno/flm/proxy v0.6.0
+	github.com/unjuno/flm/tools/enginefake v0.1.0
 	golang.org/x/sys v0.50.0
 	gorm.io/gorm v1.31.2
 	rsc.io/qr v0.2.0
@@ -51,6 +61,7 @@ require (
 	github.com/jinzhu/now v1.1.5 // indirect
 	github.com/labstack/echo/v5 v5.4.4 // indirect
 	github.com/miekg/dns v1.1.73 // indirect
+	github.com/muesli/mango v0.1.1-0.20220205060214-77e2058169ab // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/ncruces/go-sqlite3-wasm/v6 v6.5.35401 // indirect
 	github.com/ncruces/julianday v1.0.0 // indirect

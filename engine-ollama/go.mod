@@ -1,3 +1,5 @@
 module github.com/unjuno/flm/engine-ollama
 
 go 1.26.0
+
+require github.com/unjuno/flm/core v1.0.0

@@ -8,6 +8,8 @@ require (
 	github.com/ollama/ollama v0.17.4
 	github.com/openai/openai-go/v3 v3.98.0
 	github.com/prometheus/client_golang v1.25.0
+	github.com/unjuno/flm/core v1.0.0
+	github.com/unjuno/flm/tools/enginefake v0.1.0
 	golang.org/x/net v0.63.0
 )
 

@@ -2,7 +2,18 @@ module github.com/unjuno/flm/tools
 
 go 1.26.0
 
-require github.com/tsenart/vegeta/v12 v12.13.0
+require (
+	github.com/tsenart/vegeta/v12 v12.13.0
+	github.com/unjuno/flm/core v1.0.0
+	github.com/unjuno/flm/engine-llamacpp v0.6.0
+	github.com/unjuno/flm/engine-lmstudio v0.6.0
+	github.com/unjuno/flm/engine-ollama v0.6.0
+	github.com/unjuno/flm/engine-vllm v0.6.0
+	github.com/unjuno/flm/proxy v0.6.0
+	github.com/unjuno/flm/tools/enginefake v0.1.0
+	go.yaml.in/yaml/v3 v3.0.5
+	golang.org/x/mod v0.42.0
+)
 
 require (
 	github.com/influxdata/tdigest v0.0.1 // indirect

@@ -62,6 +62,8 @@ type CLI struct {
 	Migrate    MigrateCmd    `cmd:"" help:"Bring over data from the prototype (flm migrate legacy)."`
 	UI         UICmd         `cmd:"" name:"ui" help:"Serve the local web UI on 127.0.0.1 (prints its URL; --open opens it)."`
 	Completion CompletionCmd `cmd:"" help:"Print a shell completion script."`
+	Service    ServiceCmd    `cmd:"" help:"Install and control the proxy as an OS service (systemd, launchd, Windows)."`
+	Man        ManCmd        `cmd:"" hidden:"" help:"Print the man page (roff)."`
 }
 
 // App carries what commands need. DBs open lazily: `flm version` touches no
