@@ -65,6 +65,12 @@ install_apidiff() {
   bash tools/scripts/api.sh install
 }
 
+# The release dry run (tools/scripts/boundary.sh, tools/scripts/package.sh):
+# goreleaser v2.15.1, minisign, and the Debian packages its checks use.
+install_packaging() {
+  bash tools/scripts/package.sh install
+}
+
 # The OpenAI Node client test (proxy/clients_test.go) needs Node.js and the
 # pinned npm package.
 install_node() {
@@ -153,6 +159,7 @@ install_debian_tools() {
 
 install_staticcheck
 install_apidiff
+install_packaging
 install_pebble
 install_debian_tools
 install_keyring
@@ -163,6 +170,8 @@ install_uitest
 install_testsummary
 # ======================== end of the install section ========================
 
+full_run=""
+if [ $# -eq 0 ]; then full_run=1; fi
 mods=("$@")
 if [ ${#mods[@]} -eq 0 ]; then
   mapfile -t mods < <(sed -n 's#^\s*\./\([a-z/-]*\)$#\1#p' go.work)
@@ -234,6 +243,20 @@ for m in "${mods[@]}"; do
     fi
   fi
 done
+
+# The release dry run (full runs only): the committed HEAD is released in a
+# temporary clone (tags, a file module proxy), flm is built from it outside
+# the workspace, then goreleaser makes every archive and package, and the
+# .deb is installed, checked and purged as root (docs/RELEASING.md).
+if [ -n "$full_run" ]; then
+  step "release dry run: module boundary, then packages"
+  if ! bash tools/scripts/boundary.sh "$work/release" || ! bash tools/scripts/package.sh check "$work/release"; then
+    checks_failed=1
+    summary+=("release dry run FAILED")
+  else
+    summary+=("release dry run: module boundary and packages checked")
+  fi
+fi
 
 step "summary"
 ci=()
