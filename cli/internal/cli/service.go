@@ -199,6 +199,10 @@ func (c ServiceInstallCmd) Run(a *App) error {
 	if err := m.Check(c.scope()); err != nil {
 		return err
 	}
+	// Before serviceProfile creates the user data dir.
+	if err := m.CheckUserHome(c.scope()); err != nil {
+		return err
+	}
 	p, err := a.serviceProfile(c.scope(), c.flags(), true)
 	if err != nil {
 		return err
@@ -261,6 +265,9 @@ func (c ServiceStopCmd) Run(a *App) error {
 func (a *App) serviceControl(sc serviceScope, op func(*service.Manager, service.Profile) (service.Report, error), text string) error {
 	m := newServiceManager()
 	if err := m.Check(sc.scope()); err != nil {
+		return err
+	}
+	if err := m.CheckUserHome(sc.scope()); err != nil {
 		return err
 	}
 	p, err := a.serviceProfile(sc.scope(), service.ProxyFlags{}, false)

@@ -182,6 +182,10 @@ func TestServiceSystemdRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if me.Uid == "0" {
+		// The flm account must not be root's (install refuses that).
+		me = &user.User{Username: service.SystemUser, Uid: "65534", Gid: "65534"}
+	}
 	p := service.Profile{Name: name, Scope: service.ScopeSystem, Executable: flmBin, DataDir: filepath.Join(t.TempDir(), "data dir"),
 		KeySource: "file", Proxy: service.ProxyFlags{Port: 18080, Bind: "127.0.0.1"}}
 	sys := realSystemd(t)

@@ -61,12 +61,34 @@ type Manager struct {
 	Getenv func(string) string
 	// LookupUser is user.Lookup (tests replace it).
 	LookupUser func(string) (*user.User, error)
+	// LookupGroup is user.LookupGroup (tests replace it).
+	LookupGroup func(string) (*user.Group, error)
+	// PasswdFile is /etc/passwd (tests replace it).
+	PasswdFile string
 }
 
 // Check refuses the platform (SERVICE_UNSUPPORTED) before anything else is
 // done for scope.
 func (m *Manager) Check(scope Scope) error {
 	return Check(m.Platform(), scope, InitName())
+}
+
+// CheckUserHome refuses to change a user service as root when the home
+// directory is not root's (`sudo -E`, `su` without `-`): root would create
+// files and follow symlinks in a directory another user controls. It runs
+// before the data dir is created.
+func (m *Manager) CheckUserHome(scope Scope) error {
+	if scope != ScopeUser || m.euid() != 0 {
+		return nil
+	}
+	h, err := m.home()
+	if err != nil {
+		return err
+	}
+	if err := checkTrustedPath("the home directory", h); err != nil {
+		return flmerr.New(flmerr.InvalidArgument, "as root, a user service would be written into %s, which is not root's (HOME is another user's: sudo -E or su without -). Run `flm service …` as that user from a login session, or install the system service with `sudo flm service install --system`", h)
+	}
+	return nil
 }
 
 // Platform is the name of the service system in use ("" when none).
@@ -166,6 +188,9 @@ func Config(p Profile, platform string) (*kservice.Config, error) {
 		c.Option = kservice.KeyValue{"UserService": user, "KeepAlive": true, "RunAtLoad": true,
 			"LogDirectory": filepath.Join(p.DataDir, "logs")}
 	case PlatformWindows:
+		if err := checkWindowsCommandLine(p.Executable, c.Arguments); err != nil {
+			return nil, err
+		}
 		c.EnvVars = p.EnvMap()
 		c.Option = kservice.KeyValue{"StartType": "automatic", "DelayedAutoStart": true,
 			"OnFailure": "restart", "OnFailureDelayDuration": "5s", "OnFailureResetPeriod": 86400}
@@ -251,6 +276,9 @@ func (m *Manager) prepare(p Profile, needPrivilege bool) (kservice.Service, stri
 		return nil, platform, flmerr.New(flmerr.InvalidArgument, "the system service needs root: run `sudo flm service …`, or use the user service (--user)")
 	}
 	if needPrivilege {
+		if err := m.CheckUserHome(p.Scope); err != nil {
+			return nil, platform, err
+		}
 		if err := m.userBus(p, platform); err != nil {
 			return nil, platform, err
 		}
@@ -340,7 +368,10 @@ func (m *Manager) Install(p Profile) (Report, error) {
 		return Report{}, m.failed(err, p, platform, "query")
 	}
 	if ok {
-		file, _, _ := m.File(p, platform)
+		file, packaged, _ := m.File(p, platform)
+		if file != "" && !packaged && !writtenByFlm(platform, file) {
+			return Report{}, flmerr.New(CodeAlreadyInstalled, "%s exists and was not written by `flm service install` (another program's service, your own unit, or a masked unit): flm leaves it alone. Remove it yourself if it is not needed, then install again", file)
+		}
 		where := ""
 		if file != "" {
 			where = " (" + file + ")"
@@ -349,6 +380,12 @@ func (m *Manager) Install(p Profile) (Report, error) {
 	}
 	if platform == PlatformSystemd && p.Scope == ScopeSystem {
 		if err := m.prepareSystemUser(p); err != nil {
+			return Report{}, err
+		}
+	}
+	if platform == PlatformLaunchd && p.Scope == ScopeSystem {
+		// The LaunchDaemon runs as root.
+		if err := checkTrustedPath("the flm binary", p.Executable); err != nil {
 			return Report{}, err
 		}
 	}
@@ -444,6 +481,9 @@ func (m *Manager) Uninstall(p Profile) (Report, error) {
 	}
 	r := m.report(p, platform)
 	if platform == PlatformSystemd && r.Packaged {
+		if r.DropIn != "" && !writtenByFlm(PlatformSystemd, r.DropIn) {
+			return Report{}, flmerr.New(CodeFailed, "%s was not written by `flm service install`: flm leaves it alone (remove it yourself if it is not needed)", r.DropIn)
+		}
 		if out, err := m.run("systemctl", "disable", "--now", p.Name+".service"); err != nil {
 			return Report{}, m.failed(fmt.Errorf("systemctl disable: %w: %s", err, out), p, platform, "disable")
 		}
@@ -457,6 +497,9 @@ func (m *Manager) Uninstall(p Profile) (Report, error) {
 			return Report{}, m.failed(fmt.Errorf("systemctl daemon-reload: %w: %s", err, out), p, platform, "uninstall")
 		}
 		return r, nil
+	}
+	if r.File != "" && !writtenByFlm(platform, r.File) {
+		return Report{}, flmerr.New(CodeFailed, "%s was not written by `flm service install` (another program's service, your own unit, or a masked unit): flm leaves it alone. Remove it yourself if it is not needed", r.File)
 	}
 	// kardianos' systemd Uninstall does not stop the unit first.
 	if st, err := s.Status(); err == nil && st == kservice.StatusRunning {
@@ -518,6 +561,20 @@ func (m *Manager) Status(p Profile) (Report, error) {
 		return Report{}, err
 	}
 	st, err := s.Status()
+	if platform == PlatformSystemd && errors.Is(err, kservice.ErrNotInstalled) {
+		// systemctl is-active printed nothing it knows: systemd did not
+		// answer (it says "inactive" for a unit it has not loaded).
+		return Report{}, m.failed(errors.New("systemctl is-active gave no state (is systemd running?)"), p, platform, "query")
+	}
+	if platform == PlatformSystemd && err == nil && st == kservice.StatusRunning {
+		// kardianos counts "activating" as running, and so is a unit that
+		// crashed and waits to be restarted (SubState auto-restart).
+		out, qerr := m.run("systemctl", systemctlArgs(p, "show", "--property=SubState", "--value", p.Name+".service")...)
+		if qerr == nil && strings.TrimSpace(out) == "auto-restart" {
+			r.State = StateFailed
+			return r, nil
+		}
+	}
 	switch {
 	case err == nil && st == kservice.StatusRunning:
 		r.State = StateRunning
@@ -534,4 +591,26 @@ func (m *Manager) Status(p Profile) (Report, error) {
 		return Report{}, m.failed(err, p, platform, "query")
 	}
 	return r, nil
+}
+
+// writtenByFlm reports whether file is a service definition flm wrote: a
+// unit or drop-in with flm's header, or a plist that runs `flm service run`.
+// A symlink (a masked unit points to /dev/null) is never flm's.
+func writtenByFlm(platform, file string) bool {
+	fi, err := os.Lstat(file)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	text := string(b)
+	switch platform {
+	case PlatformSystemd:
+		return strings.HasPrefix(text, unitMarker+"\n") || strings.HasPrefix(text, dropInMarker+"\n")
+	case PlatformLaunchd:
+		return strings.Contains(text, "<string>service</string>") && strings.Contains(text, "<string>run</string>")
+	}
+	return true
 }

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"net"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/unjuno/flm/core/flmerr"
 )
@@ -100,6 +102,11 @@ func (f ProxyFlags) Args() ([]string, error) {
 		}
 		args = append(args, "--bind", f.Bind)
 	}
+	if f.SOCKS5Endpoint != "" {
+		if err := checkSOCKS5Endpoint(f.SOCKS5Endpoint); err != nil {
+			return nil, err
+		}
+	}
 	for _, x := range []struct {
 		flag, v string
 		allowed []string
@@ -132,11 +139,40 @@ func (f ProxyFlags) Args() ([]string, error) {
 
 // safeValue refuses what no legitimate flag value holds and what would
 // change the meaning of a service file: control characters (a newline would
-// start a new unit directive) and "{{" / "}}" (kardianos renders the unit
-// text as a template).
+// start a new unit directive), "{{" / "}}" (kardianos renders the unit text
+// as a template) and invalid UTF-8 (systemd ignores such an assignment
+// whole, FLM_DATA_DIR included; a plist would not parse).
 func safeValue(what, v string) error {
-	if strings.Contains(v, "{{") || strings.Contains(v, "}}") || strings.IndexFunc(v, unicode.IsControl) >= 0 {
-		return flmerr.New(flmerr.InvalidArgument, "%s %q: control characters and braces are not allowed in a service's settings", what, v)
+	if strings.Contains(v, "{{") || strings.Contains(v, "}}") || strings.IndexFunc(v, unicode.IsControl) >= 0 || !utf8.ValidString(v) {
+		return flmerr.New(flmerr.InvalidArgument, "%s %q: control characters, braces and invalid UTF-8 are not allowed in a service's settings", what, v)
+	}
+	return nil
+}
+
+// checkSOCKS5Endpoint wants host:port, as the proxy dials it. Credentials
+// (user:pass@host) are refused: they would be written into a service file
+// every user can read, and the proxy takes them from FLM_SOCKS5_USERNAME and
+// FLM_SOCKS5_PASSWORD only.
+func checkSOCKS5Endpoint(v string) error {
+	if strings.Contains(v, "@") || strings.Contains(v, "/") {
+		return flmerr.New(flmerr.InvalidArgument, "--socks5-endpoint wants host:port, without a scheme or credentials: put SOCKS5 credentials in FLM_SOCKS5_USERNAME/FLM_SOCKS5_PASSWORD in the service's environment file (docs/guides/SERVICE_GUIDE.md), never on its command line")
+	}
+	host, port, err := net.SplitHostPort(v)
+	n, perr := strconv.Atoi(port)
+	if err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+		return flmerr.New(flmerr.InvalidArgument, "--socks5-endpoint %q: want host:port (port 1-65535)", v)
+	}
+	return nil
+}
+
+// checkWindowsCommandLine refuses "%" in what the Windows service runs: the
+// service manager stores the command line as REG_EXPAND_SZ and expands
+// %NAME% in it when it starts the service, with no way to escape it.
+func checkWindowsCommandLine(exe string, args []string) error {
+	for _, v := range append([]string{exe}, args...) {
+		if strings.Contains(v, "%") {
+			return flmerr.New(flmerr.InvalidArgument, "%q: a Windows service's command line cannot hold %%: the service manager would expand %%NAME%% in it", v)
+		}
 	}
 	return nil
 }

@@ -2,6 +2,15 @@ package service
 
 import (
 	"strings"
+
+	"github.com/unjuno/flm/core/flmerr"
+)
+
+// unitMarker starts every unit flm writes, and dropInMarker every drop-in:
+// uninstall removes only files that carry them.
+const (
+	unitMarker   = "# flm: secure gateway for local LLM engines, written by `flm service install`"
+	dropInMarker = "# Written by `flm service install --system`; removed by `flm service uninstall`."
 )
 
 // systemdHeader heads the rendered units. The system unit rendered for the
@@ -14,7 +23,7 @@ func systemdHeader(s Scope) string {
 	if s == ScopeUser {
 		edit, env = "systemctl --user edit flm", "~/.config/flm/service.env"
 	}
-	return "# flm: secure gateway for local LLM engines, written by `flm service install`\n" +
+	return unitMarker + "\n" +
 		"# (the .deb/.rpm ship the default system unit as /usr/lib/systemd/system/flm.service).\n" +
 		"# Change settings with `flm service uninstall` then `flm service install <flags>`,\n" +
 		"# or `" + edit + "`. Secrets (SOCKS5 or DNS provider credentials) go in\n" +
@@ -51,9 +60,22 @@ LockPersonality=yes
 SystemCallArchitectures=native
 `
 
+// checkSystemdExecutable refuses a binary path systemd will not run: it
+// rejects the whole unit ("Executable name contains special characters")
+// when the path holds a quote or a backslash, however it is escaped.
+func checkSystemdExecutable(exe string) error {
+	if strings.ContainsAny(exe, `"'\`) {
+		return flmerr.New(flmerr.InvalidArgument, "systemd does not run a program whose path holds a quote or a backslash (%s): move flm to a plain path such as /usr/local/bin/flm and install again", exe)
+	}
+	return nil
+}
+
 // SystemdUnit renders the unit file for p (systemd; user or system scope).
 func SystemdUnit(p Profile) (string, error) {
 	if err := p.Validate(); err != nil {
+		return "", err
+	}
+	if err := checkSystemdExecutable(p.Executable); err != nil {
 		return "", err
 	}
 	var b strings.Builder
@@ -113,7 +135,7 @@ func SystemdDropIn(p Profile) (string, error) {
 		return "", nil
 	}
 	var b strings.Builder
-	b.WriteString("# Written by `flm service install --system`; removed by `flm service uninstall`.\n")
+	b.WriteString(dropInMarker + "\n")
 	b.WriteString("# The profile given to `flm service install`, over the packaged flm.service.\n")
 	b.WriteString("[Service]\n")
 	b.WriteString("Environment=\n" + environmentLine(p.EnvList()))
@@ -133,12 +155,13 @@ func environmentLine(env [][2]string) string {
 }
 
 func execLine(exe string, args []string) string {
+	// systemd executes the first word as it is; only the arguments undergo
+	// environment variable expansion, where "$$" is a literal "$".
 	words := []string{systemdQuote(exe)}
 	for _, a := range args {
-		words = append(words, systemdQuote(a))
+		words = append(words, strings.ReplaceAll(systemdQuote(a), "$", "$$"))
 	}
-	// "$" would expand an environment variable in ExecStart.
-	return strings.ReplaceAll(strings.Join(words, " "), "$", "$$")
+	return strings.Join(words, " ")
 }
 
 // systemdQuote makes s one word of a unit setting: "%" escaped (unit
