@@ -468,16 +468,9 @@ func (m *Manager) enablePackaged(p Profile) error {
 // package owns it; `dpkg -r`/`rpm -e` remove it); flm's drop-in is removed.
 // The data dir and the system user stay.
 func (m *Manager) Uninstall(p Profile) (Report, error) {
-	s, platform, err := m.prepare(p, true)
+	s, platform, err := m.mustBeInstalled(p, "")
 	if err != nil {
 		return Report{}, err
-	}
-	ok, err := m.installed(s, p, platform)
-	if err != nil {
-		return Report{}, m.failed(err, p, platform, "query")
-	}
-	if !ok {
-		return Report{}, flmerr.New(CodeNotInstalled, "the %s service is not installed", p.Scope)
 	}
 	r := m.report(p, platform)
 	if platform == PlatformSystemd && r.Packaged {
@@ -513,6 +506,23 @@ func (m *Manager) Uninstall(p Profile) (Report, error) {
 	return r, nil
 }
 
+// mustBeInstalled prepares p's service and fails with CodeNotInstalled
+// (its message ending in hint) when it is not installed.
+func (m *Manager) mustBeInstalled(p Profile, hint string) (kservice.Service, string, error) {
+	s, platform, err := m.prepare(p, true)
+	if err != nil {
+		return nil, "", err
+	}
+	ok, err := m.installed(s, p, platform)
+	if err != nil {
+		return nil, "", m.failed(err, p, platform, "query")
+	}
+	if !ok {
+		return nil, "", flmerr.New(CodeNotInstalled, "the %s service is not installed%s", p.Scope, hint)
+	}
+	return s, platform, nil
+}
+
 // Start starts the installed service.
 func (m *Manager) Start(p Profile) (Report, error) { return m.control(p, "start") }
 
@@ -520,16 +530,9 @@ func (m *Manager) Start(p Profile) (Report, error) { return m.control(p, "start"
 func (m *Manager) Stop(p Profile) (Report, error) { return m.control(p, "stop") }
 
 func (m *Manager) control(p Profile, what string) (Report, error) {
-	s, platform, err := m.prepare(p, true)
+	s, platform, err := m.mustBeInstalled(p, ": run `flm service install` first")
 	if err != nil {
 		return Report{}, err
-	}
-	ok, err := m.installed(s, p, platform)
-	if err != nil {
-		return Report{}, m.failed(err, p, platform, "query")
-	}
-	if !ok {
-		return Report{}, flmerr.New(CodeNotInstalled, "the %s service is not installed: run `flm service install` first", p.Scope)
 	}
 	if what == "start" {
 		err = s.Start()
