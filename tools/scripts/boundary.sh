@@ -19,7 +19,7 @@
 # made from those tags. OUT/modcache: the module cache of the checks (never the
 # real one: github.com/unjuno/flm/* must not enter it). OUT/bin/flm: the binary
 # `go install …/cli/cmd/flm@<cli version>` built. All four are left for the
-# packaging step (tools/scripts/package.sh OUT runs goreleaser in OUT/repo with
+# packaging step (tools/scripts/package.sh check OUT runs goreleaser in OUT/repo with
 # this proxy). One line per check; exit 1 if any fails.
 set -euo pipefail
 
@@ -99,6 +99,11 @@ cd "$out/repo"
 # not GOPRIVATE, which would also bypass the proxy), third-party modules from
 # the real module cache read as a file proxy, then proxy.golang.org.
 export GOMODCACHE=$out/modcache GOFLAGS=-modcacherw GONOSUMDB=$prefix GOTOOLCHAIN=local
+# OUT/modcache is rebuilt with new contents under the same paths (cli@v1.0.0 …),
+# but the go command's module index (in GOCACHE) assumes a module-cache
+# directory never changes: a re-run in the same OUT after HEAD changed fails
+# ("could not import net (open : no such file or directory)"). No index, then.
+export GODEBUG="${GODEBUG:+$GODEBUG,}goindex=0"
 export GOPROXY="file://$out/proxy,file://$real_cache/cache/download,https://proxy.golang.org"
 unset GOWORK GOPRIVATE GONOPROXY
 

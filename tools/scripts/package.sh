@@ -534,6 +534,9 @@ cmd_check() {
   local real_cache
   real_cache=$(go env GOMODCACHE)
   export GOMODCACHE="$out/modcache" GOFLAGS=-modcacherw GONOSUMDB=github.com/unjuno/flm
+  # OUT/modcache changes under the same paths between runs: no module index
+  # (see boundary.sh).
+  export GODEBUG="${GODEBUG:+$GODEBUG,}goindex=0"
   export GOPROXY="file://$out/proxy,file://$real_cache/cache/download,https://proxy.golang.org"
   unset GOWORK GOPRIVATE GONOPROXY
   mkdir -p "$GOMODCACHE"
