@@ -20,7 +20,7 @@
         el('figcaption', {}, w === 'lan' ? T('proxy.qr_lan') : T('proxy.qr_external')));
     });
     const cert = p.certificate ? when(p.certificate.not_after) : T('common.none');
-    const egress = p.egress.mode + (p.egress.socks5_endpoint ? ' (' + p.egress.socks5_endpoint + ')' : '');
+    const egress = T('egress.' + p.egress.mode) + (p.egress.socks5_endpoint ? ' (' + p.egress.socks5_endpoint + ')' : '');
     const warnings = (p.warnings || []).map((w) => el('li', {}, el('strong', {}, T('common.warning') + ': '), T(w.key, ...(w.args || []))));
     return el('article', { class: 'card', 'data-proxy': p.id },
       el('h4', {}, p.id),
