@@ -75,6 +75,8 @@ try {
   await tab.goto(base + '/#status');
   await tab.locator('#session-gone').waitFor({ state: 'visible', timeout: T });
   check((await tab.textContent('#session-gone')).includes('flm ui'), 'a new tab says to run flm ui again');
+  await tab.locator('text=No session: see the note at the top').first().waitFor({ timeout: T });
+  check((await tab.textContent('body')).split('again and open the new link').length === 2, 'the no-session advice is shown once, not again under each screen');
   await tab.screenshot({ path: join(out, 'en-new-tab.png'), fullPage: true });
   seen.csp.push(...await tab.evaluate(() => window.__csp || []));
   await tab.close();

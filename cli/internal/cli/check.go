@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"github.com/unjuno/flm/cli/internal/datadir"
 	"github.com/unjuno/flm/cli/internal/store"
@@ -162,7 +163,7 @@ func checkSecurity(ctx context.Context, ck *checker, d *store.DB) {
 			ck.add("policy", "warning", "%s", w)
 		}
 	default:
-		ck.add("policy", "ok", "the default policy parses")
+		ck.add("policy", "ok", "the stored policy is valid (last set %s)", st.UpdatedAt.UTC().Format(time.RFC3339))
 	}
 	bad, err := d.Count(ctx, "api_keys", "hash IS NULL OR length(hash) != 64 OR hash GLOB '*[^0-9a-f]*'")
 	switch {

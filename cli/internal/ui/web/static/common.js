@@ -53,7 +53,7 @@ window.FLM = (function () {
   async function request(method, path, body, signal) {
     if (!secret) {
       noSession();
-      throw new APIError(401, { error: { message: T('app.no_session') } });
+      throw new APIError(401, { error: { message: T('app.no_session_short') } });
     }
     const opts = { method, headers: { 'X-FLM-Session': secret }, credentials: 'same-origin', signal };
     if (method !== 'GET') {
@@ -71,6 +71,9 @@ window.FLM = (function () {
     if (path === '/api/chat' && resp.ok) return resp;
     let data = null;
     try { data = await resp.json(); } catch (e) { data = null; }
+    // Without a session the note at the top says what to do; the screen's
+    // own message only points to it.
+    if (resp.status === 401) throw new APIError(401, { error: { message: T('app.no_session_short') } });
     if (!resp.ok) throw new APIError(resp.status, data);
     return data;
   }
