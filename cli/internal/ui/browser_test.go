@@ -17,18 +17,14 @@ import (
 	"github.com/unjuno/flm/tools/enginefake"
 )
 
-// TestBrowser runs the real `flm ui` and a fake Ollama, and drives the UI
-// in Chromium (tools/uitest/ui.mjs, playwright-core): sign in with the
-// token, create a key and see it once, revoke it, an invalid policy's
-// field error, a valid policy, start a proxy, a streamed chat through it,
-// every screen in English and Japanese (screenshots in
-// test-artifacts/ui, or $FLM_UI_ARTIFACTS), and no CSP violation.
-//
-// Chromium, Node and tools/uitest/node_modules come from tools/test.sh;
-// under CI=true a missing one fails the test.
-func TestBrowser(t *testing.T) {
-	root := repoRoot(t)
-	chromium := os.Getenv("FLM_CHROMIUM")
+// browserPrereqs returns the repository root, the Chromium executable
+// ($FLM_CHROMIUM, else /usr/bin/chromium) and node, with playwright-core in
+// tools/uitest/node_modules. tools/test.sh installs them; under CI=true a
+// missing one fails the test.
+func browserPrereqs(t *testing.T) (root, chromium, node string) {
+	t.Helper()
+	root = repoRoot(t)
+	chromium = os.Getenv("FLM_CHROMIUM")
 	if chromium == "" {
 		chromium = "/usr/bin/chromium"
 	}
@@ -50,6 +46,20 @@ func TestBrowser(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
+	return root, chromium, node
+}
+
+// TestBrowser runs the real `flm ui` and a fake Ollama, and drives the UI
+// in Chromium (tools/uitest/ui.mjs, playwright-core): sign in with the
+// token, create a key and see it once, revoke it, an invalid policy's
+// field error, a valid policy, start a proxy, a streamed chat through it,
+// every screen in English and Japanese (screenshots in
+// test-artifacts/ui, or $FLM_UI_ARTIFACTS), and no CSP violation.
+//
+// Chromium, Node and tools/uitest/node_modules come from tools/test.sh;
+// under CI=true a missing one fails the test.
+func TestBrowser(t *testing.T) {
+	root, chromium, node := browserPrereqs(t)
 	artifacts := os.Getenv("FLM_UI_ARTIFACTS")
 	if artifacts == "" {
 		artifacts = filepath.Join(root, "test-artifacts", "ui")

@@ -28,30 +28,8 @@ import (
 // Chromium itself). Nothing may be readable, nothing may change, and the
 // signed-in tab must keep working.
 func TestReview3BrowserAttacks(t *testing.T) {
-	root := repoRoot(t)
-	chromium := os.Getenv("FLM_CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
+	root, chromium, node := browserPrereqs(t)
 	playwright := filepath.Join(root, "tools/uitest/node_modules/playwright-core/index.mjs")
-	node, nodeErr := exec.LookPath("node")
-	var missing []string
-	if _, err := os.Stat(chromium); err != nil {
-		missing = append(missing, "chromium ("+chromium+")")
-	}
-	if nodeErr != nil {
-		missing = append(missing, "node")
-	}
-	if _, err := os.Stat(playwright); err != nil {
-		missing = append(missing, "tools/uitest/node_modules (npm ci)")
-	}
-	if len(missing) > 0 {
-		msg := "missing " + strings.Join(missing, ", ") + ": run tools/test.sh (it installs them)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
 
 	// The UI, with every byte the browser sends it recorded.
 	ln, err := Listen("127.0.0.1:0")
