@@ -113,9 +113,19 @@ try {
 
   // Policy: an invalid entry gets core's message next to its field; then
   // a valid policy is saved.
+  // The stored policy arrives late (held back 1 s here): until it has, the
+  // form is disabled, so what the user types is neither overwritten by it
+  // nor replaced by it on save (this once saved the stored policy instead).
+  const slowPolicy = async (route) => {
+    if (route.request().method() === 'GET') await new Promise((r) => setTimeout(r, 1000));
+    await route.continue();
+  };
+  await page.route('**/api/policy', slowPolicy);
   await page.click('a[data-nav=policy]');
   await page.locator('#policy-h').waitFor({ state: 'visible' });
+  check(await page.isDisabled('#pol-ip_whitelist'), 'the policy form is disabled while the stored policy loads');
   await page.fill('#pol-ip_whitelist', '127.0.0.1\nnot-an-ip');
+  await page.unroute('**/api/policy', slowPolicy);
   await page.click('#policy-form button[type=submit]');
   await page.locator('#err-ip_whitelist', { hasText: 'ip_whitelist[1]' }).waitFor({ timeout: T });
   check(await page.getAttribute('#pol-ip_whitelist', 'aria-invalid') === 'true', 'field marked invalid');
