@@ -44,9 +44,7 @@ func systemdIsPID1() bool {
 // On this box PID 1 is not systemd: every `flm service` command refuses,
 // names PID 1, and writes no SysV script and no unit.
 func TestServiceRefusedWithoutSystemd(t *testing.T) {
-	if runtime.GOOS != "linux" || systemdIsPID1() {
-		t.Skip("this test is about Linux without systemd as PID 1")
-	}
+	needs(t, runtime.GOOS == "linux" && !systemdIsPID1(), "this test needs Linux without systemd as PID 1 (CI's machine)")
 	home := t.TempDir()
 	scope := "--user"
 	if os.Geteuid() == 0 {
@@ -162,9 +160,7 @@ func randomName(t *testing.T) string {
 // fails after the file was written: the Manager rolls back, and the raw
 // kardianos install leaves the file for the checks.
 func TestServiceSystemdRoundTrip(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("systemd is Linux only")
-	}
+	needs(t, runtime.GOOS == "linux", "systemd is Linux only")
 	needs(t, os.Geteuid() == 0, "writing /etc/systemd/system needs root")
 	haveSystemdAnalyze(t)
 	_, err := exec.LookPath("systemctl")
