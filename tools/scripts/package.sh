@@ -140,24 +140,19 @@ check() {
   rm -f "$log"
 }
 
-# module_version PATH [FILE]: the version versions.yaml gives module PATH.
+# versions.yaml is read by the release tool only (`release list`: dir, module
+# path, version, tag per line); RELEASE is how to run it (set by each command).
+RELEASE=()
+
+# module_version PATH: the version versions.yaml gives module PATH.
 module_version() {
-  awk -v mod="$1" '
-    /^[[:space:]]+version:/ { v = $2 }
-    $1 == "-" && $2 == mod { print v; found = 1; exit }
-    END { if (!found) exit 1 }' "${2:-versions.yaml}"
+  "${RELEASE[@]}" list | awk -v mod="$1" '$2 == mod { print $3; found = 1 } END { exit !found }'
 }
 
 # The released FLM modules and their versions, "name version" per line
 # (name as `flm version` shows it: core, proxy, cli, engine-ollama …).
 released_modules() {
-  awk '
-    /^excluded-modules:/ { exit }
-    /^[[:space:]]+version:/ { v = $2 }
-    $1 == "-" && $2 ~ /^github.com\/unjuno\/flm\// {
-      name = $2; sub("github.com/unjuno/flm/", "", name)
-      if (name !~ /^tools\//) print name, v
-    }' versions.yaml
+  "${RELEASE[@]}" list | awk '$1 !~ /^tools\// { print $1, $3 }'
 }
 
 # The artifacts of a run, named after the version goreleaser used.
@@ -497,6 +492,8 @@ cmd_snapshot() {
   trap 'exit 130' INT TERM # so that the EXIT trap runs
   MODE=snapshot
   new_key
+  go build -o "$WORK/release" ./tools/release
+  RELEASE=("$WORK/release" -root "$ROOT")
   FLM_VERSION=$(module_version github.com/unjuno/flm/cli)
   FLM_VERSION=${FLM_VERSION#v}
   if ! git remote get-url origin >/dev/null 2>&1; then
@@ -542,6 +539,7 @@ cmd_check() {
   mkdir -p "$GOMODCACHE"
 
   cd "$out/repo"
+  RELEASE=("$out/bin/release" -root "$out/repo")
   FLM_VERSION=$(module_version github.com/unjuno/flm/cli)
   FLM_VERSION=${FLM_VERSION#v} # 1.0.0: the product version, as in flm_1.0.0_amd64.deb
   CORE_VERSION=$(module_version github.com/unjuno/flm/core)
