@@ -60,12 +60,6 @@ func syncGoMod(file string, data []byte, need, all map[string]string, isSibling 
 	return modfile.Format(f.Syntax), nil
 }
 
-// replaceLine is one pinned go.work replace: module Path at Version is
-// the directory Dir.
-type replaceLine struct {
-	Path, Version, Dir string
-}
-
 // syncGoWork returns the go.work text data (read from file) with every
 // replace of a sibling module (isSibling) removed and one replace block
 // added, sorted by module path: `replace <path> <version> => ./<dir>`
@@ -73,7 +67,7 @@ type replaceLine struct {
 // (a workspace module may not be replaced at all versions) and lets the
 // go command resolve `require <sibling> <version>` from the directory
 // without downloading it. Other directives are kept.
-func syncGoWork(file string, data []byte, lines []replaceLine, isSibling func(string) bool) ([]byte, error) {
+func syncGoWork(file string, data []byte, lines []release, isSibling func(string) bool) ([]byte, error) {
 	wf, err := modfile.ParseWork(file, data, nil)
 	if err != nil {
 		return nil, err
@@ -90,7 +84,7 @@ func syncGoWork(file string, data []byte, lines []replaceLine, isSibling func(st
 	b.Write(bytes.TrimRight(modfile.Format(wf.Syntax), "\n"))
 	if len(lines) > 0 {
 		lines = slices.Clone(lines)
-		slices.SortFunc(lines, func(a, b replaceLine) int { return strings.Compare(a.Path, b.Path) })
+		slices.SortFunc(lines, func(a, b release) int { return strings.Compare(a.Path, b.Path) })
 		b.WriteString("\n\n// Sibling modules at their versions.yaml versions, resolved from this\n")
 		b.WriteString("// checkout (tools/release sync writes this block; docs/adr/0004-module-boundary.md).\n")
 		b.WriteString("replace (\n")
@@ -117,18 +111,14 @@ func syncGoWork(file string, data []byte, lines []replaceLine, isSibling func(st
 // rewrites go.work's replaces. It reports each file it changed on out.
 func syncRepo(ws *workspace, v *versions, out io.Writer) error {
 	isSibling := func(p string) bool { _, ok := ws.module(p); return ok }
+	deps, err := siblingDeps(ws)
+	if err != nil {
+		return err
+	}
 	for _, m := range ws.Modules {
 		dir := filepath.Join(ws.Root, filepath.FromSlash(m.Dir))
-		imports, err := moduleImports(dir)
-		if err != nil {
-			return err
-		}
-		sibs, err := siblingImports(ws, m, imports)
-		if err != nil {
-			return err
-		}
 		need := map[string]string{}
-		for _, s := range sibs {
+		for _, s := range deps[m.Path] {
 			ver, ok := v.Version[s]
 			if !ok {
 				return fmt.Errorf("module %s imports %s, which is never released (excluded-modules): a released or tested module cannot depend on it", m.Path, s)
@@ -141,13 +131,8 @@ func syncRepo(ws *workspace, v *versions, out io.Writer) error {
 			return err
 		}
 	}
-	var lines []replaceLine
-	for _, p := range v.released() {
-		m, _ := ws.module(p)
-		lines = append(lines, replaceLine{Path: p, Version: v.Version[p], Dir: m.Dir})
-	}
 	return rewrite(filepath.Join(ws.Root, "go.work"), out, func(file string, data []byte) ([]byte, error) {
-		return syncGoWork(file, data, lines, isSibling)
+		return syncGoWork(file, data, releases(ws, v), isSibling)
 	})
 }
 

@@ -112,10 +112,10 @@ replace example.com/r/app v0.0.1 => ./app
 
 replace example.com/x v1.0.0 => ../fork/x
 `
-	lines := []replaceLine{
-		{"example.com/r/tools/kit", "v0.1.0", "tools/kit"},
-		{"example.com/r/app", "v0.3.0", "app"},
-		{"example.com/r/lib", "v1.0.0", "lib"},
+	lines := []release{
+		{Path: "example.com/r/tools/kit", Version: "v0.1.0", Dir: "tools/kit"},
+		{Path: "example.com/r/app", Version: "v0.3.0", Dir: "app"},
+		{Path: "example.com/r/lib", Version: "v1.0.0", Dir: "lib"},
 	}
 	out, err := syncGoWork("go.work", []byte(in), lines, isFLM)
 	if err != nil {

@@ -14,6 +14,16 @@ import (
 // covers its go.sum, so go.sum files must be written tier by tier, and an
 // import cycle between modules makes that impossible: it is an error.
 func moduleTiers(ws *workspace) ([][]string, error) {
+	deps, err := siblingDeps(ws)
+	if err != nil {
+		return nil, err
+	}
+	return tiersOf(ws, deps)
+}
+
+// siblingDeps maps each workspace module's path to the sibling modules its
+// packages import (tests included).
+func siblingDeps(ws *workspace) (map[string][]string, error) {
 	deps := map[string][]string{}
 	for _, m := range ws.Modules {
 		imports, err := moduleImports(filepath.Join(ws.Root, filepath.FromSlash(m.Dir)))
@@ -26,7 +36,7 @@ func moduleTiers(ws *workspace) ([][]string, error) {
 		}
 		deps[m.Path] = sibs
 	}
-	return tiersOf(ws, deps)
+	return deps, nil
 }
 
 // tiersOf layers the module graph deps (module path → sibling paths).
