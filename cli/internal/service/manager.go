@@ -169,7 +169,7 @@ func Config(p Profile, platform string) (*kservice.Config, error) {
 	user := p.Scope == ScopeUser
 	switch platform {
 	case PlatformSystemd:
-		unit, err := SystemdUnit(p)
+		unit, err := systemdUnit(p)
 		if err != nil {
 			return nil, err
 		}

@@ -75,6 +75,11 @@ func SystemdUnit(p Profile) (string, error) {
 	if err := p.Validate(); err != nil {
 		return "", err
 	}
+	return systemdUnit(p)
+}
+
+// systemdUnit renders the unit of a profile already validated.
+func systemdUnit(p Profile) (string, error) {
 	if err := checkSystemdExecutable(p.Executable); err != nil {
 		return "", err
 	}
@@ -126,11 +131,11 @@ func SystemdDropIn(p Profile) (string, error) {
 	}
 	def := p
 	def.Executable, def.Proxy, def.DataDir, def.KeySource, def.Env = PackagedExecutable, ProxyFlags{}, SystemDataDir, "file", nil
-	mine, err := SystemdUnit(p)
+	mine, err := systemdUnit(p)
 	if err != nil {
 		return "", err
 	}
-	packaged, _ := SystemdUnit(def)
+	packaged, _ := systemdUnit(def)
 	if mine == packaged {
 		return "", nil
 	}
